@@ -1,0 +1,3 @@
+"""opengenie: Genie (Bruce et al., 2024) in PyTorch."""
+
+__version__ = "0.1.0"

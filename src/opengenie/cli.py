@@ -1,0 +1,71 @@
+"""`opengenie` command line: data, train, eval, generate, play, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from opengenie import __version__
+from opengenie.errors import UserError
+
+DESCRIPTION = """Genie in PyTorch: learn a playable world from unlabelled gameplay video.
+
+  opengenie data coinrun --out data/coinrun --episodes 200     # gameplay video in
+  opengenie train all --preset tiny --data data/coinrun --out worlds/tiny
+  opengenie generate --world worlds/tiny --prompt frame.png --actions random --out clip.gif
+  opengenie bench models                                         # speed of each preset
+"""
+
+
+def _not_yet(issue: int, what: str):
+    def run(_args: argparse.Namespace) -> int:
+        raise UserError(f"`opengenie {what}` is not built yet (tracked in issue {issue})")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opengenie",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"opengenie {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    from opengenie.data.cli import add_parser as add_data
+    from opengenie.generate import add_parser as add_generate
+    from opengenie.train.cli import add_parser as add_train
+
+    add_data(commands)
+    add_train(commands)
+    evaluate = commands.add_parser("eval", help="the paper's metrics and a report (issue 5)")
+    evaluate.set_defaults(func=_not_yet(5, "eval"))
+    add_generate(commands)
+    play = commands.add_parser("play", help="play a world in the browser (issue 6)")
+    play.set_defaults(func=_not_yet(6, "play"))
+
+    from opengenie.bench import add_parser as add_bench
+
+    add_bench(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"opengenie: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("opengenie: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Typed configs for the three Genie models, with named presets.
+
+A `GenieConfig` holds everything needed to rebuild a World (model sizes, sampling defaults) and to
+train it (optimiser settings per phase). It round-trips through JSON and accepts
+`key=value` overrides with dotted keys, e.g. `tokenizer.dim=256` or `dynamics_optim.lr=1e-4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opengenie.errors import UserError
+
+
+@dataclass
+class QuantizerConfig:
+    kind: Literal["vq", "fsq"] = "vq"
+    codes: int = 1024  # VQ codebook size (FSQ: the product of `fsq_levels`)
+    code_dim: int = 32  # VQ code width (FSQ: len(fsq_levels))
+    beta: float = 0.25  # commitment weight
+    dead_code_steps: int = 50  # reset VQ codes unused for this many training steps (0: never)
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+
+    def validate(self, where: str) -> None:
+        if self.kind not in ("vq", "fsq"):
+            raise UserError(f"{where}.kind must be 'vq' or 'fsq', got {self.kind!r}")
+        if self.kind == "vq" and (self.codes < 2 or self.code_dim < 1):
+            raise UserError(f"{where}: VQ needs codes >= 2 and code_dim >= 1")
+        if self.kind == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise UserError(f"{where}.fsq_levels must be a non-empty list of ints >= 2")
+        if self.beta < 0 or self.dead_code_steps < 0:
+            raise UserError(f"{where}: beta and dead_code_steps must be >= 0")
+
+    @property
+    def num_codes(self) -> int:
+        if self.kind == "fsq":
+            n = 1
+            for level in self.fsq_levels:
+                n *= level
+            return n
+        return self.codes
+
+
+@dataclass
+class TokenizerConfig:
+    patch: int = 4
+    dim: int = 512
+    enc_depth: int = 8
+    dec_depth: int = 8
+    heads: int = 8
+    ffn: int = 2048
+    qk_norm: bool = True
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+
+@dataclass
+class LAMConfig:
+    patch: int = 16
+    dim: int = 512
+    enc_depth: int = 8
+    dec_depth: int = 8
+    heads: int = 8
+    ffn: int = 2048
+    qk_norm: bool = True
+    quantizer: QuantizerConfig = field(
+        default_factory=lambda: QuantizerConfig(codes=8, code_dim=32, dead_code_steps=50)
+    )
+
+
+@dataclass
+class DynamicsConfig:
+    dim: int = 512
+    depth: int = 12
+    heads: int = 8
+    ffn: int = 2048
+    qk_norm: bool = True
+    action_mode: Literal["add", "token"] = "add"  # paper: additive; "token": one prepended token
+    mask_rate_min: float = 0.5  # MaskGIT training mask rate ~ U(min, max), drawn per sample
+    mask_rate_max: float = 1.0
+
+
+@dataclass
+class SamplingConfig:
+    steps: int = 25  # MaskGIT steps per frame
+    temperature: float = 1.0  # the CoinRun case study's (the main model used 2)
+    mode: Literal["random", "argmax"] = "random"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    min_lr: float = 3e-4  # the floor of the cosine schedule (== lr: constant after warmup)
+    warmup_steps: int = 10_000
+    schedule: Literal["constant", "cosine"] = "constant"
+    betas: tuple[float, float] = (0.9, 0.9)
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    batch_size: int = 48
+    steps: int = 300_000
+
+
+@dataclass
+class GenieConfig:
+    name: str = "custom"
+    image_size: int = 64
+    channels: int = 3
+    frames: int = 16  # training clip length (also the temporal attention window in play)
+    fps: int = 10
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    lam: LAMConfig = field(default_factory=LAMConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    tokenizer_optim: OptimConfig = field(default_factory=OptimConfig)
+    dynamics_optim: OptimConfig = field(default_factory=OptimConfig)
+
+    # -- derived sizes -------------------------------------------------------------------
+    @property
+    def token_grid(self) -> int:
+        """Tokens per side of one frame (h = w)."""
+        return self.image_size // self.tokenizer.patch
+
+    @property
+    def num_actions(self) -> int:
+        return self.lam.quantizer.num_codes
+
+    # -- validation ----------------------------------------------------------------------
+    def validate(self) -> GenieConfig:
+        if self.image_size < 1 or self.channels < 1 or self.frames < 2 or self.fps < 1:
+            raise UserError("image_size, channels, fps must be >= 1 and frames >= 2")
+        for part in ("tokenizer", "lam"):
+            patch = getattr(self, part).patch
+            if patch < 1 or self.image_size % patch:
+                raise UserError(
+                    f"{part}.patch={patch} does not divide image_size={self.image_size}: "
+                    "pick a patch size that divides the frame size"
+                )
+        for part in ("tokenizer", "lam", "dynamics"):
+            sub = getattr(self, part)
+            if sub.dim % sub.heads or (sub.dim // sub.heads) % 2:
+                raise UserError(
+                    f"{part}.dim={sub.dim} must split into {sub.heads} heads of even width"
+                )
+            if sub.ffn < 1:
+                raise UserError(f"{part}.ffn must be >= 1")
+        self.tokenizer.quantizer.validate("tokenizer.quantizer")
+        self.lam.quantizer.validate("lam.quantizer")
+        if self.lam.quantizer.num_codes < 2:
+            raise UserError("lam.quantizer needs at least 2 latent actions")
+        d = self.dynamics
+        if d.action_mode not in ("add", "token"):
+            raise UserError(f"dynamics.action_mode must be 'add' or 'token', got {d.action_mode!r}")
+        if not 0.0 <= d.mask_rate_min <= d.mask_rate_max <= 1.0:
+            raise UserError("need 0 <= dynamics.mask_rate_min <= mask_rate_max <= 1")
+        s = self.sampling
+        if s.steps < 1 or s.temperature <= 0 or s.mode not in ("random", "argmax"):
+            raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")
+        for name in ("tokenizer_optim", "dynamics_optim"):
+            o = getattr(self, name)
+            if o.lr <= 0 or o.min_lr < 0 or o.batch_size < 1 or o.steps < 1 or o.warmup_steps < 0:
+                raise UserError(f"{name}: lr > 0, min_lr >= 0, batch_size/steps >= 1 required")
+            if o.schedule not in ("constant", "cosine"):
+                raise UserError(f"{name}.schedule must be 'constant' or 'cosine'")
+        return self
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenieConfig:
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> GenieConfig:
+        return cls.from_dict(json.loads(text))
+
+    def with_overrides(self, overrides: list[str] | None) -> GenieConfig:
+        """Return a copy with `key=value` overrides applied (dotted keys), validated."""
+        data = self.to_dict()
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise UserError(f"--set expects key=value, got {item!r}")
+            node, parts = data, key.strip().split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise UserError(f"unknown config key {key!r}")
+                node = node[part]
+            if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+                raise UserError(f"unknown config key {key!r}")
+            node[parts[-1]] = _parse_value(raw.strip(), node[parts[-1]], key)
+        return GenieConfig.from_dict(data)
+
+
+def _parse_value(raw: str, current: Any, key: str) -> Any:
+    """Parse an override string to the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int):
+            return int(float(raw)) if "e" in raw.lower() else int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, (tuple, list)):
+            items = [s for s in raw.strip("()[]").split(",") if s.strip()]
+            kind = type(current[0]) if current else float
+            return [kind(s) for s in items]
+    except ValueError:
+        raise UserError(f"bad value for {key}: {raw!r}") from None
+    return raw
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Construct a (nested) dataclass from a dict, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise UserError(f"config section {where or 'root'} must be an object")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise UserError(f"unknown config keys in {where or 'root'}: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}{name}.")
+        elif _is_tuple(hint):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _is_tuple(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType:
+        return False
+    return origin is tuple
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+
+def _tiny() -> GenieConfig:
+    """Trains on a 2-core CPU in about an hour per phase; plays >= 10 frames/s there.
+
+    Departs from the paper's optimiser: a 10k-step warmup or lr 3e-5 cannot work in the few
+    thousand steps a CPU hour allows, so it uses lr 3e-4 with short warmups.
+    """
+    return GenieConfig(
+        name="tiny",
+        tokenizer=TokenizerConfig(
+            patch=8, dim=128, enc_depth=2, dec_depth=2, heads=4, ffn=512, qk_norm=True
+        ),
+        lam=LAMConfig(
+            patch=16,
+            dim=128,
+            enc_depth=2,
+            dec_depth=2,
+            heads=4,
+            ffn=512,
+            quantizer=QuantizerConfig(codes=8, code_dim=32, dead_code_steps=50),
+        ),
+        dynamics=DynamicsConfig(dim=256, depth=4, heads=4, ffn=1024),
+        tokenizer_optim=OptimConfig(
+            lr=3e-4, min_lr=3e-4, warmup_steps=200, batch_size=8, steps=6000
+        ),
+        dynamics_optim=OptimConfig(
+            lr=3e-4, min_lr=3e-5, warmup_steps=200, schedule="cosine", batch_size=8, steps=4000
+        ),
+    )
+
+
+def _small() -> GenieConfig:
+    """A step up for a single GPU or a long CPU run: patch 4, as in the paper."""
+    return GenieConfig(
+        name="small",
+        tokenizer=TokenizerConfig(
+            patch=4, dim=256, enc_depth=4, dec_depth=4, heads=8, ffn=1024, qk_norm=True
+        ),
+        lam=LAMConfig(
+            patch=16,
+            dim=256,
+            enc_depth=4,
+            dec_depth=4,
+            heads=8,
+            ffn=1024,
+            quantizer=QuantizerConfig(codes=8, code_dim=32, dead_code_steps=50),
+        ),
+        dynamics=DynamicsConfig(dim=384, depth=8, heads=8, ffn=1536),
+        tokenizer_optim=OptimConfig(
+            lr=3e-4, min_lr=3e-4, warmup_steps=1000, batch_size=16, steps=50_000
+        ),
+        dynamics_optim=OptimConfig(
+            lr=1e-4, min_lr=1e-5, warmup_steps=1000, schedule="cosine", batch_size=16, steps=50_000
+        ),
+    )
+
+
+def _coinrun() -> GenieConfig:
+    """The paper's CoinRun case study (App. F): sizes and optimiser settings as published."""
+    return GenieConfig(
+        name="coinrun",
+        tokenizer=TokenizerConfig(
+            patch=4, dim=512, enc_depth=8, dec_depth=8, heads=8, ffn=2048, qk_norm=True
+        ),
+        lam=LAMConfig(
+            patch=16,
+            dim=512,
+            enc_depth=8,
+            dec_depth=8,
+            heads=8,
+            ffn=2048,
+            quantizer=QuantizerConfig(codes=6, code_dim=32, dead_code_steps=50),
+        ),
+        dynamics=DynamicsConfig(dim=512, depth=12, heads=8, ffn=2048),
+        sampling=SamplingConfig(steps=25, temperature=1.0),
+        tokenizer_optim=OptimConfig(
+            lr=3e-4, min_lr=3e-4, warmup_steps=10_000, batch_size=48, steps=300_000
+        ),
+        dynamics_optim=OptimConfig(
+            lr=3e-5,
+            min_lr=3e-6,
+            warmup_steps=5_000,
+            schedule="cosine",
+            batch_size=36,
+            steps=200_000,
+        ),
+    )
+
+
+PRESETS = {"tiny": _tiny, "small": _small, "coinrun": _coinrun}
+
+
+def preset(name: str, overrides: list[str] | None = None) -> GenieConfig:
+    """A named preset (`tiny`, `small`, `coinrun`), validated, with optional overrides."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]().validate().with_overrides(overrides)

@@ -1,0 +1,90 @@
+"""The dynamics model: a decoder-only MaskGIT ST-transformer over video tokens (paper §2.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from opengenie.config import GenieConfig
+from opengenie.nn import KVCache, STTransformer
+
+
+class Dynamics(nn.Module):
+    """Predicts each frame's tokens from earlier frames and the latent action that led to it.
+
+    The action a_{t-1} (the LAM's code vector, gradient stopped) conditions frame t: added to
+    every token of that frame (`action_mode="add"`, the paper's) or prepended to it as one
+    extra token (`"token"`). Frame 0 gets a learned "no action yet" vector instead.
+    """
+
+    def __init__(self, config: GenieConfig) -> None:
+        super().__init__()
+        cfg = config.dynamics
+        self.num_codes = config.tokenizer.quantizer.num_codes
+        self.mask_id = self.num_codes  # the extra embedding row is the learned mask token
+        self.action_mode = cfg.action_mode
+        self.mask_rate = (cfg.mask_rate_min, cfg.mask_rate_max)
+        tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
+        self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
+        self.action_in = nn.Linear(config.lam.quantizer.code_dim, cfg.dim)
+        self.first_action = nn.Parameter(torch.randn(cfg.dim) * 0.02)
+        self.transformer = STTransformer(cfg.dim, cfg.depth, cfg.heads, cfg.ffn, cfg.qk_norm)
+        self.head = nn.Linear(cfg.dim, self.num_codes)
+
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        action_emb: torch.Tensor,
+        cache: KVCache | None = None,
+        update_cache: bool = False,
+    ) -> torch.Tensor:
+        """tokens (B, T, N) with mask ids; action_emb (B, T, D) -> logits (B, T, N, V)."""
+        x = self.token_emb(tokens)  # (B, T, N, D)
+        if self.action_mode == "token":
+            x = torch.cat((action_emb[:, :, None], x), dim=2) + self.pos  # (B, T, N+1, D)
+            return self.head(self.transformer(x, cache, update_cache)[:, :, 1:])
+        x = x + self.pos + action_emb[:, :, None]
+        return self.head(self.transformer(x, cache, update_cache))
+
+    def logits(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """A whole clip: tokens (B, T, N), actions (B, T-1, A) -> logits (B, T, N, V)."""
+        b = tokens.shape[0]
+        first = self.first_action.expand(b, 1, -1)
+        emb = torch.cat((first, self.action_in(actions.detach())), dim=1)  # (B, T, D)
+        return self._forward(tokens, emb)
+
+    def step_logits(
+        self,
+        tokens: torch.Tensor,
+        action: torch.Tensor | None,
+        cache: KVCache,
+        update_cache: bool = False,
+    ) -> torch.Tensor:
+        """One new frame after the cached ones: tokens (B, 1, N), action (B, A) or None for the
+        first frame -> logits (B, 1, N, V). `update_cache` once the frame's tokens are final."""
+        if action is None:
+            emb = self.first_action.expand(tokens.shape[0], 1, -1)
+        else:
+            emb = self.action_in(action)[:, None]  # (B, 1, D)
+        return self._forward(tokens, emb, cache, update_cache)
+
+    def masked_loss(
+        self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict:
+        """MaskGIT training loss on a clip: tokens (B, T, N), actions (B, T-1, A).
+
+        Each sample draws its own mask rate from U(min, max) (Jasmine #101); frame 0 is never
+        masked (it is the context); cross-entropy counts masked tokens only.
+        """
+        b, t, n = tokens.shape
+        low, high = self.mask_rate
+        rate = low + (high - low) * torch.rand(b, generator=generator, device=tokens.device)
+        mask = torch.rand(b, t, n, generator=generator, device=tokens.device) < rate[:, None, None]
+        mask[:, 0] = False
+        logits = self.logits(tokens.masked_fill(mask, self.mask_id), actions)  # (B, T, N, V)
+        picked, target = logits[mask].float(), tokens[mask]
+        loss = F.cross_entropy(picked, target)
+        accuracy = (picked.argmax(-1) == target).float().mean()
+        return {"loss": loss, "accuracy": accuracy, "mask": mask, "mask_rate": rate}

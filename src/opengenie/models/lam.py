@@ -1,0 +1,75 @@
+"""The latent action model: discovers a tiny set of actions from video alone (paper §2.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from opengenie.config import GenieConfig
+from opengenie.nn import STTransformer, build_quantizer
+from opengenie.nn.patches import patchify, unpatchify
+
+
+class LatentActionModel(nn.Module):
+    """VQ-VAE over pixels whose bottleneck is one action per transition.
+
+    Encoder: sees x_1..x_{t+1} (causal), one learned action-query token per frame; its output
+    at frame t+1 is the continuous action a_t. Quantised to |A| codes. Decoder: sees x_1..x_t
+    with a_1..a_t added to the patches of the frame they follow, predicts x_{t+1} in pixels.
+    Only |A| codes pass the bottleneck, so the action has to say what changed, not the frame.
+    """
+
+    def __init__(self, config: GenieConfig) -> None:
+        super().__init__()
+        cfg = config.lam
+        self.patch, self.grid = cfg.patch, config.image_size // cfg.patch
+        tokens, pixels = self.grid**2, cfg.patch**2 * config.channels
+        code_dim = cfg.quantizer.code_dim
+        self.enc_in = nn.Linear(pixels, cfg.dim)
+        self.action_query = nn.Parameter(torch.randn(cfg.dim) * 0.02)
+        self.enc_pos = nn.Parameter(torch.randn(tokens + 1, cfg.dim) * 0.02)  # query + patches
+        self.encoder = STTransformer(cfg.dim, cfg.enc_depth, cfg.heads, cfg.ffn, cfg.qk_norm)
+        self.enc_out = nn.Linear(cfg.dim, code_dim)
+        self.quantizer = build_quantizer(cfg.quantizer, code_dim)
+        self.dec_in = nn.Linear(pixels, cfg.dim)
+        self.dec_action = nn.Linear(code_dim, cfg.dim)
+        self.dec_pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)
+        self.decoder = STTransformer(cfg.dim, cfg.dec_depth, cfg.heads, cfg.ffn, cfg.qk_norm)
+        self.dec_out = nn.Linear(cfg.dim, pixels)
+
+    @property
+    def num_actions(self) -> int:
+        return self.quantizer.num_codes
+
+    def _continuous_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) -> continuous actions (B, T-1, code_dim)."""
+        patches = self.enc_in(patchify(video, self.patch))  # (B, T, N, D)
+        b, t, _, d = patches.shape
+        query = self.action_query.expand(b, t, 1, d)
+        x = torch.cat((query, patches), dim=2) + self.enc_pos  # (B, T, N+1, D)
+        return self.enc_out(self.encoder(x)[:, 1:, 0])  # frame t+1's query holds a_t
+
+    def forward(self, video: torch.Tensor) -> dict:
+        """Predict frames 2..T from frames 1..T-1 and the quantised actions between them."""
+        q, ids, q_loss, stats = self.quantizer(self._continuous_actions(video))  # (B, T-1, A)
+        context = video[:, :-1]
+        x = self.dec_in(patchify(context, self.patch)) + self.dec_pos  # (B, T-1, N, D)
+        x = x + self.dec_action(q)[:, :, None]  # each action added to the frame it follows
+        patches = self.dec_out(self.decoder(x)).float()
+        pred = torch.sigmoid(unpatchify(patches, self.patch, self.grid, self.grid))
+        mse = F.mse_loss(pred, video[:, 1:])
+        return {"loss": mse + q_loss, "mse": mse, "pred": pred, "ids": ids, "actions": q, **stats}
+
+    @torch.no_grad()
+    def infer(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) float in [0, 1] -> action ids (B, T-1), 0-based."""
+        training = self.training
+        self.eval()
+        _, ids, _, _ = self.quantizer(self._continuous_actions(video))
+        self.train(training)
+        return ids
+
+    def action_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Action ids (...) -> the code vectors the dynamics model is conditioned on (..., A)."""
+        return self.quantizer.lookup(ids)

@@ -1,0 +1,97 @@
+"""MaskGIT decoding of one frame's tokens, and autoregressive rollouts frame by frame."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from opengenie.models.dynamics import Dynamics
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # tokens (B, N) -> logits (B, N, V)
+
+
+def maskgit_fill(
+    logits_fn: LogitsFn,
+    batch: int,
+    num_tokens: int,
+    mask_id: int,
+    steps: int = 25,
+    temperature: float = 1.0,
+    mode: str = "random",
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Fill a fully masked frame in `steps` parallel decoding steps (Chang et al., 2022).
+
+    Each step predicts every masked token, keeps the most confident ones and re-masks the rest;
+    the number left masked follows a cosine schedule and reaches 0 at the last step. In
+    "random" mode tokens are sampled from softmax(logits / temperature) and the confidence gets
+    Gumbel noise that fades over the steps; "argmax" is greedy and deterministic. Returns
+    token ids (B, N). The last step keeps its samples: no forced argmax (Jasmine's fix).
+    """
+    if steps < 1 or temperature <= 0 or mode not in ("random", "argmax"):
+        raise ValueError("need steps >= 1, temperature > 0 and mode 'random' or 'argmax'")
+    tokens = torch.full((batch, num_tokens), mask_id, dtype=torch.long, device=device)
+    known = torch.zeros(batch, num_tokens, dtype=torch.bool, device=device)
+    for step in range(steps):
+        logits = logits_fn(tokens).float()  # (B, N, V)
+        if mode == "argmax":
+            probs = logits.softmax(-1)
+            sampled = probs.argmax(-1)
+        else:
+            probs = (logits / temperature).softmax(-1)
+            flat = probs.reshape(-1, probs.shape[-1])
+            sampled = torch.multinomial(flat, 1, generator=generator).view(batch, num_tokens)
+        confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).clamp(min=1e-20).log()
+        if mode == "random":
+            uniform = torch.rand(confidence.shape, generator=generator, device=device)
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1 - 1e-7)))
+            confidence = confidence + temperature * (1 - (step + 1) / steps) * gumbel
+        sampled = torch.where(known, tokens, sampled)
+        confidence = confidence.masked_fill(known, math.inf)
+        still_masked = int(num_tokens * math.cos(math.pi / 2 * (step + 1) / steps))
+        # Always reveal at least one new token per step while any remain masked.
+        masked_now = num_tokens - int(known[0].sum())
+        still_masked = min(still_masked, max(masked_now - 1, 0))
+        keep = num_tokens - still_masked
+        order = confidence.argsort(dim=-1, descending=True)
+        known = torch.zeros_like(known).scatter_(1, order[:, :keep], True)
+        tokens = torch.where(known, sampled, torch.full_like(sampled, mask_id))
+    return tokens
+
+
+@torch.no_grad()
+def rollout(
+    dynamics: Dynamics,
+    prompt: torch.Tensor,
+    actions: torch.Tensor,
+    steps: int = 25,
+    temperature: float = 1.0,
+    mode: str = "random",
+    generator: torch.Generator | None = None,
+    window: int = 16,
+) -> torch.Tensor:
+    """Generate frames one by one by recomputing over the last `window` frames (no cache).
+
+    prompt: tokens (B, t0, N); actions: code vectors (B, t0 - 1 + F, A), one per transition.
+    Returns tokens (B, t0 + F, N). Past the window only the latest frames are re-encoded.
+    """
+    b, t0, n = prompt.shape
+    frames = actions.shape[1] + 1 - t0
+    tokens = prompt
+    for _ in range(frames):
+        t = tokens.shape[1]
+        start = max(0, t + 1 - window)
+        context, acts = tokens[:, start:], actions[:, start:t]  # acts lead into frames start+1..t
+
+        def logits_fn(current: torch.Tensor, context=context, acts=acts) -> torch.Tensor:
+            clip = torch.cat((context, current[:, None]), dim=1)  # (B, t'+1, N)
+            return dynamics.logits(clip, acts)[:, -1]
+
+        new = maskgit_fill(
+            logits_fn, b, n, dynamics.mask_id, steps, temperature, mode, generator, prompt.device
+        )
+        tokens = torch.cat((tokens, new[:, None]), dim=1)
+    return tokens

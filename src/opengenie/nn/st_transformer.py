@@ -1,0 +1,163 @@
+"""The spatiotemporal (ST) transformer that all three Genie models are built on.
+
+Each block: spatial self-attention over the tokens of one frame, then causal temporal
+self-attention over the frames at one spatial position, then ONE feed-forward (paper §2.1).
+Positions: the models add a learned spatial embedding once at the input; time is encoded by
+rotary embeddings (RoPE) inside the temporal attention, so scores depend only on how far apart
+two frames are. That lets play keep a key/value cache and slide it past the training window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
+    """Rotate pairs of channels by angles that grow with position (RoPE).
+
+    x: (..., L, hd) with hd even; positions: (L,) float. Uses the half-split pairing.
+    """
+    half = x.shape[-1] // 2
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)  # (hd/2,)
+    angles = positions.to(torch.float32)[:, None] * freqs[None, :]  # (L, hd/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through `scaled_dot_product_attention`, optional QK-norm."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        # QK-norm (paper: used for stability); normalises each head's queries and keys.
+        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+
+    def project(
+        self, x: torch.Tensor, positions: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (B, L, D) -> q, k, v each (B, heads, L, hd); rotary applied when positions given."""
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if positions is not None:
+            q, k = rotary(q, positions), rotary(k, positions)
+        return q, k, v
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
+    ) -> torch.Tensor:
+        """q: (B, h, Lq, hd), k/v: (B, h, Lk, hd) -> (B, Lq, D). Causal aligns the query ends."""
+        lq, lk = q.shape[-2], k.shape[-2]
+        mask = None
+        if causal and lq > 1:
+            if lq == lk:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                return self.proj(y.transpose(1, 2).flatten(2))
+            # Queries are the last lq of lk positions (earlier ones come from a cache).
+            offset = lk - lq
+            mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(offset)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).flatten(2))
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        q, k, v = self.project(x, None)
+        return self.attend(q, k, v, causal)
+
+
+@dataclass
+class KVCache:
+    """Temporal keys/values of past frames, per block, for frame-by-frame generation.
+
+    Tensors are (B*N, heads, T_past, hd). `next_pos` is the absolute temporal position of the
+    next frame; `window` bounds how many frames a query sees (itself included): older entries
+    are dropped, and since RoPE scores depend only on distance, the rest stay valid.
+    """
+
+    window: int
+    keys: list[torch.Tensor | None] = field(default_factory=list)
+    values: list[torch.Tensor | None] = field(default_factory=list)
+    next_pos: int = 0
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[-2]
+
+
+class STBlock(nn.Module):
+    """Spatial attention -> causal temporal attention -> one feed-forward, all pre-norm."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, qk_norm: bool = True) -> None:
+        super().__init__()
+        self.norm_s = nn.LayerNorm(dim)
+        self.spatial = Attention(dim, heads, qk_norm)
+        self.norm_t = nn.LayerNorm(dim)
+        self.temporal = Attention(dim, heads, qk_norm)
+        self.norm_f = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        update_cache: bool = False,
+    ) -> torch.Tensor:
+        b, t, n, d = x.shape  # (B, T, N, D)
+        # Spatial: the N tokens of each frame attend to each other; frames never mix.
+        x = x + self.spatial(self.norm_s(x).reshape(b * t, n, d)).view(b, t, n, d)
+        # Temporal: each spatial position attends to itself in earlier frames (causal).
+        y = self.norm_t(x).transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
+        q, k, v = self.temporal.project(y, positions)
+        if cache is not None and cache.keys[layer] is not None:
+            k = torch.cat((cache.keys[layer], k), dim=-2)
+            v = torch.cat((cache.values[layer], v), dim=-2)
+            keep = max(cache.window, t)  # each query sees at most `window` frames
+            k, v = k[..., -keep:, :], v[..., -keep:, :]
+        if cache is not None and update_cache:
+            keep = cache.window - 1  # room for the next frame
+            cache.keys[layer] = k[..., -keep:, :] if keep > 0 else k[..., :0, :]
+            cache.values[layer] = v[..., -keep:, :] if keep > 0 else v[..., :0, :]
+        y = self.temporal.attend(q, k, v, causal=True)  # (B*N, T, D)
+        x = x + y.view(b, n, t, d).transpose(1, 2)
+        return x + self.ffn(self.norm_f(x))
+
+
+class STTransformer(nn.Module):
+    """L ST-blocks mapping (B, T, N, D) -> (B, T, N, D), causal in time, with a final norm."""
+
+    def __init__(
+        self, dim: int, depth: int, heads: int, ffn: int | None = None, qk_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.dim, self.depth = dim, depth
+        self.blocks = nn.ModuleList(
+            STBlock(dim, heads, ffn or 4 * dim, qk_norm) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def new_cache(self, window: int) -> KVCache:
+        return KVCache(window=window, keys=[None] * self.depth, values=[None] * self.depth)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, update_cache: bool = False
+    ) -> torch.Tensor:
+        """x: (B, T, N, D). With a cache, x holds only the newest frame(s) after those cached;
+        `update_cache` appends their keys/values (do it once a frame is final)."""
+        start = cache.next_pos if cache is not None else 0
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions, cache, i, update_cache)
+        if cache is not None and update_cache:
+            cache.next_pos += x.shape[1]
+        return self.norm(x)

@@ -1,0 +1,64 @@
+"""Shared fixtures: small configs and synthetic clips that look a little like a platformer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from opengenie.config import preset
+
+
+def synthetic_clip(frames: int = 4, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """(1, T, H, W, 3) float in [0, 1]: a smooth background and a square that moves."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    base = np.stack([0.3 + 0.4 * ys, 0.5 + 0.3 * xs, 0.6 - 0.3 * ys], axis=-1)  # (H, W, 3)
+    color = rng.uniform(0.0, 1.0, 3)
+    clip = []
+    for t in range(frames):
+        frame = base.copy()
+        x0 = 8 + 6 * t
+        frame[24:40, x0 : x0 + 12] = color
+        frame[50:58, :] = (0.4, 0.25, 0.1)  # ground
+        clip.append(frame)
+    return torch.tensor(np.stack(clip)[None], dtype=torch.float32)
+
+
+@pytest.fixture
+def tiny_config():
+    """The tiny preset with fewer layers where a test needs only the wiring."""
+    return preset("tiny")
+
+
+@pytest.fixture
+def small_config():
+    """A very small model: fast tests of behaviour that does not depend on size."""
+    return preset(
+        "tiny",
+        [
+            "tokenizer.dim=32",
+            "tokenizer.ffn=64",
+            "tokenizer.heads=2",
+            "tokenizer.enc_depth=1",
+            "tokenizer.dec_depth=1",
+            "tokenizer.quantizer.codes=64",
+            "tokenizer.quantizer.code_dim=8",
+            "lam.dim=32",
+            "lam.ffn=64",
+            "lam.heads=2",
+            "lam.enc_depth=1",
+            "lam.dec_depth=1",
+            "dynamics.dim=32",
+            "dynamics.ffn=64",
+            "dynamics.heads=2",
+            "dynamics.depth=2",
+            "frames=6",
+            "image_size=32",
+        ],
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

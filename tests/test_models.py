@@ -1,0 +1,242 @@
+import numpy as np
+import pytest
+import torch
+
+from opengenie.models import Dynamics, LatentActionModel, VideoTokenizer, World, maskgit_fill
+from opengenie.models.maskgit import rollout
+
+from .conftest import synthetic_clip
+
+
+def test_tokenizer_shapes_and_range(small_config):
+    tok = VideoTokenizer(small_config).eval()
+    video = torch.rand(2, 3, 32, 32, 3)
+    ids = tok.encode(video)
+    grid = small_config.token_grid
+    assert ids.shape == (2, 3, grid, grid)
+    out = tok.decode(ids)
+    assert out.shape == video.shape
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_tokenizer_encoder_is_causal(small_config):
+    tok = VideoTokenizer(small_config).eval()
+    video = torch.rand(1, 5, 32, 32, 3)
+    changed = video.clone()
+    changed[:, 3:] = torch.rand_like(changed[:, 3:])
+    a, b = tok._latents(video), tok._latents(changed)
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-6)
+    assert not torch.allclose(a[:, 3:], b[:, 3:], atol=1e-4)
+
+
+def test_lam_infers_one_action_per_transition(small_config):
+    lam = LatentActionModel(small_config).train()
+    video = torch.rand(2, 4, 32, 32, 3)
+    out = lam(video)
+    assert out["pred"].shape == (2, 3, 32, 32, 3)
+    assert out["ids"].shape == (2, 3)
+    ids = lam.infer(video)
+    assert ids.shape == (2, 3) and int(ids.max()) < small_config.num_actions
+    out["loss"].backward()
+    assert lam.enc_in.weight.grad.abs().sum() > 0  # the encoder learns through the bottleneck
+
+
+def test_lam_action_t_sees_frames_up_to_t_plus_1(small_config):
+    lam = LatentActionModel(small_config).eval()
+    video = torch.rand(1, 5, 32, 32, 3)
+    changed = video.clone()
+    changed[:, 3:] = torch.rand_like(changed[:, 3:])  # frames 3, 4
+    a, b = lam._continuous_actions(video), lam._continuous_actions(changed)
+    assert torch.allclose(a[:, :2], b[:, :2], atol=1e-6)  # a_0, a_1 see frames <= 2
+    assert not torch.allclose(a[:, 2], b[:, 2], atol=1e-4)  # a_2 sees frame 3
+
+
+def _tokens(config, b=2, t=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = config.token_grid**2
+    return torch.randint(0, config.tokenizer.quantizer.codes, (b, t, n), generator=g)
+
+
+def _actions(config, b=2, t=4):
+    return torch.randn(b, t - 1, config.lam.quantizer.code_dim)
+
+
+@pytest.mark.parametrize("mode", ["add", "token"])
+def test_dynamics_logits_are_causal(small_config, mode):
+    small_config.dynamics.action_mode = mode
+    dyn = Dynamics(small_config).eval()
+    tokens, actions = _tokens(small_config), _actions(small_config)
+    changed = tokens.clone()
+    changed[:, 2:] = _tokens(small_config, seed=1)[:, 2:]
+    a, b = dyn.logits(tokens, actions), dyn.logits(changed, actions)
+    assert a.shape == (*tokens.shape, small_config.tokenizer.quantizer.codes)
+    assert torch.allclose(a[:, :2], b[:, :2], atol=1e-5)
+    assert not torch.allclose(a[:, 2:], b[:, 2:], atol=1e-4)
+
+
+def test_dynamics_actions_are_stop_gradient(small_config):
+    dyn = Dynamics(small_config).train()
+    actions = _actions(small_config).requires_grad_()
+    dyn.masked_loss(_tokens(small_config), actions)["loss"].backward()
+    assert actions.grad is None
+
+
+def test_mask_rate_per_sample_first_frame_never_masked(small_config):
+    dyn = Dynamics(small_config).train()
+    tokens = _tokens(small_config, b=8, t=4)
+    out = dyn.masked_loss(tokens, _actions(small_config, b=8), torch.Generator().manual_seed(0))
+    mask, rate = out["mask"], out["mask_rate"]
+    assert not mask[:, 0].any()
+    assert len(set(rate.tolist())) == 8 and float(rate.min()) >= 0.5
+    per_sample = mask[:, 1:].float().mean(dim=(1, 2))
+    assert float(per_sample.max() - per_sample.min()) > 0.05  # rates really differ
+
+
+def test_loss_counts_masked_tokens_only(small_config):
+    dyn = Dynamics(small_config).train()
+    tokens, actions = _tokens(small_config), _actions(small_config)
+    g = torch.Generator().manual_seed(3)
+    out = dyn.masked_loss(tokens, actions, g)
+    mask = out["mask"]
+    # Changing the targets of unmasked tokens (frame 0 and kept ones) leaves the loss alone
+    # as long as the inputs stay the same: only masked positions are scored.
+    logits = dyn.logits(tokens.masked_fill(mask, dyn.mask_id), actions)
+    manual = torch.nn.functional.cross_entropy(logits[mask], tokens[mask])
+    assert torch.allclose(out["loss"], manual, atol=1e-5)
+    scored_all = torch.nn.functional.cross_entropy(logits.flatten(0, 2), tokens.flatten())
+    assert not torch.allclose(out["loss"], scored_all, atol=1e-4)
+
+
+class _CountingLogits:
+    def __init__(self, vocab, n, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(n, vocab, generator=g) * 2
+        self.calls = 0
+
+    def __call__(self, tokens):
+        self.calls += 1
+        return self.table.expand(tokens.shape[0], -1, -1)
+
+
+@pytest.mark.parametrize("steps", [1, 4, 25])
+def test_sampler_runs_k_steps_and_fills_every_token(steps):
+    fn = _CountingLogits(vocab=50, n=16)
+    out = maskgit_fill(fn, 2, 16, mask_id=50, steps=steps, generator=torch.Generator())
+    assert fn.calls == steps
+    assert out.shape == (2, 16) and int(out.max()) < 50
+
+
+def test_sampler_temperature_seed_and_mode_take_effect():
+    fn = _CountingLogits(vocab=50, n=64)
+
+    def sample(temperature, seed, mode="random"):
+        g = torch.Generator().manual_seed(seed)
+        return maskgit_fill(fn, 4, 64, 50, steps=8, temperature=temperature, mode=mode, generator=g)
+
+    assert torch.equal(sample(1.0, 0), sample(1.0, 0))  # the seed reproduces
+    assert not torch.equal(sample(1.0, 0), sample(1.0, 1))  # another seed differs
+    assert not torch.equal(sample(1.0, 0), sample(3.0, 0))  # temperature changes the draw
+    # Lower temperature concentrates on the argmax: agreement with greedy grows.
+    greedy = sample(1.0, 0, "argmax")
+    agree = [float((sample(t, 0) == greedy).float().mean()) for t in (3.0, 0.05)]
+    assert agree[1] > agree[0]
+    assert torch.equal(greedy, fn.table.argmax(-1).expand(4, -1))
+
+
+def test_world_action_changes_output_and_seed_reproduces(small_config):
+    torch.manual_seed(0)
+    world = World(small_config)
+    prompt = (synthetic_clip(1, 32)[0, 0].numpy() * 255).astype(np.uint8)
+
+    def play(actions, seed):
+        frames = [world.reset(prompt, seed=seed)]
+        frames += [world.step(a) for a in actions]
+        return np.stack(frames)
+
+    a = play([0, 1, 2], seed=0)
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, play([0, 1, 2], seed=0))
+    assert not np.array_equal(a, play([0, 1, 2], seed=1))
+    # Argmax sampling removes the seed's role, so only the action differs below.
+    world.sampling.mode = "argmax"
+    b, c = play([0, 0, 0], seed=0), play([3, 3, 3], seed=0)
+    assert not np.array_equal(b[1:], c[1:])
+
+
+def test_world_steps_setting_takes_effect(small_config):
+    world = World(small_config)
+    calls = {"n": 0}
+    original = world.dynamics.step_logits
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    world.dynamics.step_logits = counting
+    prompt = np.zeros((40, 50, 3), np.uint8)
+    for steps in (3, 7):
+        world.sampling.steps = steps
+        world.reset(prompt, seed=0)
+        calls["n"] = 0
+        world.step(0)
+        assert calls["n"] == steps + 1  # K MaskGIT steps plus one pass to commit the cache
+
+
+def test_world_bad_action_is_a_user_error(small_config):
+    from opengenie.errors import UserError
+
+    world = World(small_config)
+    world.reset(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(UserError, match="unknown action"):
+        world.step(small_config.num_actions)
+
+
+def test_cached_play_equals_recomputed_rollout(small_config):
+    """Within the training window the KV cache gives exactly the frames recomputing gives."""
+    torch.manual_seed(0)
+    world = World(small_config)
+    prompt = (synthetic_clip(1, 32)[0, 0].numpy() * 255).astype(np.uint8)
+    actions = [1, 4, 0, 7, 2]  # frames = 6 = the window
+    world.reset(prompt, seed=5)
+    cached = [world.next_tokens(a) for a in actions]
+    cached_tokens = torch.cat(cached, dim=1).flatten(2)  # (1, F, N)
+
+    video = torch.from_numpy(prompt).float().div(255)[None, None]
+    first = world.tokenizer.encode(video).flatten(2)
+    vectors = world.lam.action_vectors(torch.tensor([actions]))
+    s = world.sampling
+    full = rollout(
+        world.dynamics,
+        first,
+        vectors,
+        s.steps,
+        s.temperature,
+        s.mode,
+        torch.Generator().manual_seed(5),
+        window=small_config.frames,
+    )
+    assert torch.equal(full[:, 1:], cached_tokens)
+
+
+def test_world_save_load_round_trip(small_config, tmp_path):
+    world = World(small_config)
+    world.action_map = {"left": 1}
+    world.save(tmp_path / "w")
+    again = World.load(tmp_path / "w")
+    assert again.action_map == {"left": 1}
+    prompt = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    one = [world.reset(prompt, seed=3)] + [world.step(a) for a in (0, 2, 1)]
+    two = [again.reset(prompt, seed=3)] + [again.step(a) for a in (0, 2, 1)]
+    assert all(np.array_equal(x, y) for x, y in zip(one, two, strict=True))
+    # Saving again over an existing world replaces it whole.
+    world.save(tmp_path / "w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+def test_load_rejects_other_checkpoints(small_config, tmp_path):
+    from opengenie.errors import UserError
+
+    with pytest.raises(UserError, match="config.json"):
+        World.load(tmp_path)
+    with pytest.raises(UserError, match="not a directory"):
+        World.load(tmp_path / "missing")

@@ -1,0 +1,84 @@
+import torch
+
+from opengenie.nn import STTransformer
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return STTransformer(dim=32, depth=2, heads=4, ffn=64, **kw).eval()
+
+
+def test_shape_is_preserved():
+    x = torch.randn(2, 5, 7, 32)
+    assert _model()(x).shape == (2, 5, 7, 32)
+
+
+def test_causal_in_time():
+    model = _model()
+    x = torch.randn(2, 6, 9, 32)
+    y = x.clone()
+    y[:, 3:] = torch.randn_like(y[:, 3:])  # change frames 3..5
+    out_x, out_y = model(x), model(y)
+    assert torch.allclose(out_x[:, :3], out_y[:, :3], atol=1e-6)
+    assert not torch.allclose(out_x[:, 3:], out_y[:, 3:], atol=1e-3)
+
+
+def test_spatial_attention_never_mixes_frames():
+    block = _model().blocks[0]
+    x = torch.randn(1, 4, 9, 32)
+    y = x.clone()
+    y[:, 2] += torch.randn_like(y[:, 2])
+    b, t, n, d = x.shape
+    sx = block.spatial(block.norm_s(x).reshape(b * t, n, d)).view(b, t, n, d)
+    sy = block.spatial(block.norm_s(y).reshape(b * t, n, d)).view(b, t, n, d)
+    changed = (sx - sy).abs().amax(dim=(0, 2, 3))  # per frame
+    assert changed[2] > 1e-3
+    assert torch.all(changed[[0, 1, 3]] == 0)
+
+
+def test_temporal_attention_never_mixes_positions():
+    block = _model().blocks[0]
+    x = torch.randn(1, 4, 9, 32)
+    y = x.clone()
+    y[:, :, 5] += torch.randn_like(y[:, :, 5])  # change one spatial position in every frame
+    b, t, n, d = x.shape
+    pos = torch.arange(t)
+
+    def temporal(z):
+        seq = block.norm_t(z).transpose(1, 2).reshape(b * n, t, d)
+        q, k, v = block.temporal.project(seq, pos)
+        return block.temporal.attend(q, k, v, causal=True).view(b, n, t, d)
+
+    changed = (temporal(x) - temporal(y)).abs().amax(dim=(0, 2, 3))  # per position
+    assert changed[5] > 1e-3
+    assert torch.all(changed[torch.arange(n) != 5] == 0)
+
+
+def test_qk_norm_option_changes_the_model():
+    with_norm = _model(qk_norm=True)
+    without = _model(qk_norm=False)
+    assert any("q_norm" in n for n, _ in with_norm.named_parameters())
+    assert not any("q_norm" in n for n, _ in without.named_parameters())
+
+
+def test_cache_matches_full_recompute_within_window():
+    model = _model()
+    x = torch.randn(2, 6, 9, 32)
+    full = model(x)
+    cache = model.new_cache(window=16)
+    steps = [model(x[:, t : t + 1], cache, update_cache=True) for t in range(6)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_cache_slides_past_the_window_like_relative_attention():
+    model = _model()
+    x = torch.randn(1, 10, 4, 32)
+    cache = model.new_cache(window=4)
+    outs = [model(x[:, t : t + 1], cache, update_cache=True) for t in range(10)]
+    assert cache.length == 3  # window minus the next frame
+    assert cache.next_pos == 10
+    # The first frame equals a fresh run; past the window the output is finite and differs
+    # from a fresh run on the frame alone (the window still carries context).
+    assert torch.allclose(outs[0], model(x[:, :1]), atol=1e-5)
+    assert torch.isfinite(outs[-1]).all()
+    assert not torch.allclose(outs[-1], model(x[:, 9:10]), atol=1e-3)
