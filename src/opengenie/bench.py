@@ -94,6 +94,7 @@ def measure_phase(config: GenieConfig, phase: str, batch: int, steps: int, warmu
 
 
 def run_models(args: argparse.Namespace) -> int:
+    torch.set_flush_denormal(True)  # as in training (see train/loop.py)
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
     unknown = [n for n in names if n not in PRESETS]
     if unknown:

@@ -149,7 +149,7 @@ def read_checkpoint_config(path: Path, expected_format: str) -> GenieConfig:
         raise UserError(f"{path} is not a directory: pass a {expected_format} directory")
     meta_path = path / "config.json"
     if not meta_path.exists():
-        hint = " (it looks like a data set)" if (path / "index.json").exists() else ""
+        hint = " (it is a data set)" if (path / "dataset.json").exists() else ""
         raise UserError(f"{path} has no config.json{hint}: pass a {expected_format} directory")
     meta = json.loads(meta_path.read_text())
     found = meta.get("format")

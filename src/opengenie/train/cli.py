@@ -92,6 +92,10 @@ def run_all(args: argparse.Namespace) -> int:
     resume_tok = args.resume and (tokenizer_dir / "config.json").exists()
     print(json.dumps(train_tokenizer(config, args.data, str(tokenizer_dir), opts, resume_tok)))
     resume_dyn = args.resume and (out / "config.json").exists()
-    print(json.dumps(train_dynamics(config, args.data, str(tokenizer_dir), str(out), opts, resume_dyn)))
+    print(
+        json.dumps(
+            train_dynamics(config, args.data, str(tokenizer_dir), str(out), opts, resume_dyn)
+        )
+    )
     print(f"world written to {out}")
     return 0

@@ -45,6 +45,9 @@ def run_loop(
     resume_state: dict | None = None,
 ) -> dict:
     """Train until `opts.steps` (default: the preset's) or `opts.minutes`; returns a summary."""
+    # Tiny gradients and Adam moments turn into denormal floats, which made CPU steps 2-8x
+    # slower here (measured on the tiny tokenizer); flushing them to zero costs nothing.
+    torch.set_flush_denormal(True)
     optimizer = torch.optim.AdamW(
         trainable, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
     )
@@ -87,7 +90,11 @@ def run_loop(
             optimizer.step()
             step += 1
             frames_seen += batch["frames"].shape[0] * batch["frames"].shape[1]
-            last = {k: float(v) for k, v in out.items() if _is_scalar(v)}
+            last = {
+                k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                for k, v in out.items()
+                if _is_scalar(v)
+            }
             rate = frames_seen / max(1e-9, time.monotonic() - started)
             bar.set_postfix(loss=f"{last['loss']:.4f}", fps=f"{rate:.0f}", refresh=False)
             bar.update(1)
@@ -98,7 +105,13 @@ def run_loop(
         bar.close()
         save_checkpoint(out_dir, fmt, config, saved_model, state())
     seconds = max(1e-9, time.monotonic() - started)
-    return {"phase": name, "step": step, "seconds": seconds, "frames_per_s": frames_seen / seconds, **last}
+    return {
+        "phase": name,
+        "step": step,
+        "seconds": seconds,
+        "frames_per_s": frames_seen / seconds,
+        **last,
+    }
 
 
 def _is_scalar(value) -> bool:
