@@ -29,6 +29,19 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> 
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+class QKNorm(nn.Module):
+    """RMS norm over each head's channels, run in the input's dtype (fused under bf16 autocast,
+    where nn.RMSNorm's fp32 weight would force the slow path)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through `scaled_dot_product_attention`, optional QK-norm."""
 
@@ -39,8 +52,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         # QK-norm (paper: used for stability); normalises each head's queries and keys.
-        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.q_norm = QKNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = QKNorm(self.head_dim) if qk_norm else nn.Identity()
 
     def project(
         self, x: torch.Tensor, positions: torch.Tensor | None

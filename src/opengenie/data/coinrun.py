@@ -1,0 +1,142 @@
+"""Procgen (CoinRun and the other 15 games) as a data source, following Genie App. F.
+
+Hard mode, a uniformly random policy that draws a fresh action every step (no action repeats /
+frame skip: each action is applied for exactly one frame), one episode per level, run until the
+game ends it (Procgen's own cap is 1,000 steps), levels in order from a half-open range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opengenie.data.sources import default_workers, generate_episodes, resolve_levels
+from opengenie.data.storage import DEFAULT_SHARD_BYTES, DatasetWriter
+from opengenie.errors import UserError
+
+PROCGEN_GAMES = (
+    "bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot",
+    "heist", "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot",
+)  # fmt: skip
+PROCGEN_FPS = 15.0  # gym3's interactive viewer runs Procgen at 15 steps/s: one frame per step
+PROCGEN_SIZE = 64  # Procgen renders 64x64 observations
+NUM_ACTIONS = 15
+# Procgen's 15 action ids (env.combos); ids 9-14 are the extra keys D, A, W, S, Q, E.
+ACTION_NAMES = (
+    "LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
+    "D", "A", "W", "S", "Q", "E",
+)  # fmt: skip
+
+# In CoinRun only horizontal direction and jump (UP) matter: DOWN and the extra keys are no-ops
+# (REFERENCE.md §3), so the 15 ids collapse to 6 movements, used to score latent actions (NMI).
+COINRUN_GROUP_NAMES = ("left", "left+jump", "none", "jump", "right", "right+jump")
+_COINRUN_GROUP_OF_ACTION = np.array(
+    [0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2], dtype=np.int64
+)  # index: Procgen action id 0..14
+
+
+def coinrun_action_group(action_ids: Any) -> np.ndarray:
+    """Map Procgen action ids (any shape, -1 = unknown) to CoinRun's 6 movement groups
+    (``COINRUN_GROUP_NAMES``); -1 stays -1. Returns int64 of the same shape."""
+    a = np.asarray(action_ids, dtype=np.int64)
+    if a.size and (a.min() < -1 or a.max() >= NUM_ACTIONS):
+        raise ValueError(f"Procgen action ids lie in 0..{NUM_ACTIONS - 1} (or -1), got {a.min()}")
+    out = _COINRUN_GROUP_OF_ACTION[np.clip(a, 0, None)]
+    return np.where(a < 0, -1, out)
+
+
+def procgen_source(game: str) -> str:
+    return f"procgen:{game}:hard"
+
+
+def check_game(game: str) -> str:
+    g = game.lower()
+    if g not in PROCGEN_GAMES:
+        raise UserError(f"unknown Procgen game {game!r}; use one of: {', '.join(PROCGEN_GAMES)}")
+    return g
+
+
+def _procgen_env_class() -> Any:
+    """Import Procgen quietly: its gym 0.26 dependency prints a deprecation notice on import."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        from procgen import ProcgenGym3Env
+    return ProcgenGym3Env
+
+
+def run_procgen_episode(task: tuple[str, int, int, int | None]) -> dict[str, Any]:
+    """One episode of ``game`` on level ``level`` with a random policy seeded by (seed, level).
+
+    Returns frames uint8 (T, 64, 64, 3) and actions int16 (T,), ``actions[t]`` taken after frame t
+    (the last one ends the episode, so its next frame is never observed)."""
+    game, level, seed, max_steps = task
+    env = _procgen_env_class()(
+        num=1,
+        env_name=game,
+        distribution_mode="hard",
+        start_level=level,
+        num_levels=1,  # exactly this level
+        rand_seed=level,
+        num_threads=0,  # step in this thread: the parallelism is across processes
+    )
+    rng = np.random.default_rng([seed, level])
+    cap = max_steps if max_steps is not None else 1_000_000  # Procgen ends episodes itself
+    frames: list[np.ndarray] = []
+    actions: list[int] = []
+    _, ob, _ = env.observe()
+    got_level = env.get_info()[0].get("level_seed")
+    if got_level is not None and got_level != level:  # guards against a Procgen API change
+        raise RuntimeError(f"Procgen started level {got_level}, asked for {level}")
+    while len(frames) < cap:
+        frames.append(ob["rgb"][0].copy())  # (64, 64, 3)
+        a = int(rng.integers(NUM_ACTIONS))
+        actions.append(a)
+        env.act(np.array([a], dtype=np.int32))
+        _, ob, first = env.observe()
+        if first[0]:  # the game ended the episode; `ob` already shows the next episode
+            break
+    if hasattr(env, "close"):
+        env.close()
+    return {
+        "frames": np.stack(frames),  # (T, 64, 64, 3)
+        "actions": np.asarray(actions, dtype=np.int16),  # (T,)
+        "source": procgen_source(game),
+        "level_seed": level,
+    }
+
+
+def generate_procgen(
+    out: str | Path,
+    episodes: int | None = None,
+    levels: str | None = None,
+    split: str = "train",
+    game: str = "coinrun",
+    workers: int | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+) -> dict[str, Any]:
+    """Generate one episode per level into the dataset at ``out`` (created or appended to).
+
+    Returns a summary: split, levels (first, end), episodes, frames."""
+    game = check_game(game)
+    if max_steps is not None and max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {max_steps}")
+    try:
+        _procgen_env_class()
+    except ImportError:
+        raise UserError(
+            "Procgen is not installed; run `pip install 'opengenie[coinrun]'` (procgen-mirror)"
+        ) from None
+    workers = default_workers() if workers is None or workers <= 0 else workers
+    with DatasetWriter(out, fps=PROCGEN_FPS, size=PROCGEN_SIZE, shard_bytes=shard_bytes) as w:
+        source = procgen_source(game)
+        lv = resolve_levels(w.existing, source, split, episodes, levels)
+        w.set_source_info(source, {"action_names": list(ACTION_NAMES), "num_actions": NUM_ACTIONS})
+        tasks = [(game, level, seed, max_steps) for level in lv]
+        generate_episodes(w, run_procgen_episode, tasks, split, workers, f"{game} {split}")
+        n, f = w.episodes_added, w.frames_added
+    return {"split": split, "levels": (lv.start, lv.stop), "episodes": n, "frames": f}
