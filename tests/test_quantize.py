@@ -9,7 +9,7 @@ def test_vq_straight_through_gradient_reaches_encoder():
     q, ids, loss, stats = vq(z)
     (q.sum() + loss).backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
-    assert ids.shape == (32,) and 0 <= int(ids.min()) and int(ids.max()) < 16
+    assert ids.shape == (32,) and int(ids.min()) >= 0 and int(ids.max()) < 16
     # The forward value is the (unit-norm) code itself.
     assert torch.allclose(q.detach(), vq.codebook()[ids], atol=1e-6)
 

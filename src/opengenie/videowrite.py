@@ -16,7 +16,9 @@ def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame
 
 
-def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int, scale: int = 1) -> Path:
+def write_video(
+    frames: list[np.ndarray], path: str | os.PathLike, fps: int, scale: int = 1
+) -> Path:
     """Write (H, W, 3) uint8 frames to .gif or .mp4; the file appears only once complete."""
     path = Path(path)
     suffix = path.suffix.lower()
