@@ -240,3 +240,22 @@ def test_load_rejects_other_checkpoints(small_config, tmp_path):
         World.load(tmp_path)
     with pytest.raises(UserError, match="not a directory"):
         World.load(tmp_path / "missing")
+
+
+def test_sessions_are_independent(small_config):
+    """Two players interleaved get exactly what each would get alone (separate caches/RNG)."""
+    world = World(small_config)
+    prompt = (synthetic_clip(1, 32)[0, 0].numpy() * 255).astype(np.uint8)
+    alone = world.new_session()
+    alone.reset(prompt, seed=1)
+    expected = [alone.step(a) for a in (0, 1, 2)]
+    a, b = world.new_session(), world.new_session()
+    a.reset(prompt, seed=1)
+    b.reset(np.zeros((32, 32, 3), np.uint8), seed=2)
+    got = []
+    for action in (0, 1, 2):
+        got.append(a.step(action))
+        b.step(3)
+    assert all(np.array_equal(x, y) for x, y in zip(expected, got, strict=True))
+    b.sampling.steps = 2  # per-session settings do not leak into the world's
+    assert world.sampling.steps == small_config.sampling.steps

@@ -3,6 +3,7 @@ and stepped frame by frame with key/value caches so a new frame costs only its o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from opengenie.config import GenieConfig
+from opengenie.config import GenieConfig, SamplingConfig
 from opengenie.errors import UserError
 from opengenie.models.dynamics import Dynamics
 from opengenie.models.lam import LatentActionModel
@@ -37,9 +38,7 @@ class World(nn.Module):
         self.dynamics = Dynamics(config)
         self.sampling = config.sampling  # steps / temperature / mode; settable per World
         self.action_map: dict | None = None  # from eval, when the data had true actions
-        self._dyn_cache: KVCache | None = None
-        self._dec_cache: KVCache | None = None
-        self._generator = torch.Generator()
+        self._default_session: PlaySession | None = None
         self.eval()
 
     @property
@@ -51,55 +50,28 @@ class World(nn.Module):
         return self.dynamics.pos.device
 
     # -- playing -------------------------------------------------------------------------
-    @torch.no_grad()
+    def new_session(self) -> PlaySession:
+        """An independent player of this World (own caches, RNG and sampling settings), e.g.
+        one per browser tab; the weights are shared."""
+        return PlaySession(self, dataclasses.replace(self.sampling))
+
+    def _session(self) -> PlaySession:
+        if self._default_session is None:
+            self._default_session = PlaySession(self, self.sampling)
+        return self._default_session
+
     def reset(self, prompt, seed: int | None = None) -> np.ndarray:
         """Start from one image (path, PIL image or (H, W, 3) uint8 array of any size: centre-
         cropped and resized). Returns the prompt as the tokenizer sees it, (H, W, 3) uint8."""
-        from opengenie.imageio import load_prompt
+        return self._session().reset(prompt, seed)
 
-        image = load_prompt(prompt, self.config.image_size)  # (H, W, 3) uint8
-        if seed is not None:
-            self._generator.manual_seed(seed)
-        video = torch.from_numpy(image.copy()).to(self.device).float().div(255)[None, None]
-        ids = self.tokenizer.encode(video)  # (1, 1, h, w)
-        window = self.config.frames
-        self._dyn_cache = self.dynamics.transformer.new_cache(window)
-        self._dec_cache = self.tokenizer.decoder.new_cache(window)
-        self.dynamics.step_logits(ids.flatten(2), None, self._dyn_cache, update_cache=True)
-        return _to_uint8(self.tokenizer.decode(ids, self._dec_cache, update_cache=True))
-
-    @torch.no_grad()
     def step(self, action: int) -> np.ndarray:
         """Take latent action `action` (0-based) and return the next frame, (H, W, 3) uint8."""
-        if self._dyn_cache is None:
-            raise UserError("call world.reset(prompt) before world.step(action)")
-        if not isinstance(action, (int, np.integer)) or not 0 <= action < self.num_actions:
-            raise UserError(f"unknown action {action!r}: use an id in 0..{self.num_actions - 1}")
-        ids = self.next_tokens(int(action))  # (1, 1, h, w)
-        return _to_uint8(self.tokenizer.decode(ids, self._dec_cache, update_cache=True))
+        return self._session().step(action)
 
     def next_tokens(self, action: int) -> torch.Tensor:
-        """MaskGIT-sample the next frame's tokens through the cache and commit them."""
-        grid = self.config.token_grid
-        vector = self.lam.action_vectors(torch.tensor([action], device=self.device))  # (1, A)
-        cache, s = self._dyn_cache, self.sampling
-
-        def logits_fn(current: torch.Tensor) -> torch.Tensor:
-            return self.dynamics.step_logits(current[:, None], vector, cache)[:, 0]
-
-        tokens = maskgit_fill(
-            logits_fn,
-            1,
-            grid * grid,
-            self.dynamics.mask_id,
-            s.steps,
-            s.temperature,
-            s.mode,
-            self._generator,
-            self.device,
-        )
-        self.dynamics.step_logits(tokens[:, None], vector, cache, update_cache=True)
-        return tokens.view(1, 1, grid, grid)
+        """Sample and commit the next frame's tokens (1, 1, h, w) without decoding them."""
+        return self._session().next_tokens(action)
 
     # -- saving and loading --------------------------------------------------------------
     def save(self, directory: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
@@ -141,6 +113,71 @@ class World(nn.Module):
         if (path / "action_map.json").exists():
             world.action_map = json.loads((path / "action_map.json").read_text())
         return world.to(device).eval()
+
+
+class PlaySession:
+    """One player's state in a World: key/value caches of the dynamics model and of the
+    tokenizer's decoder, an RNG and sampling settings. A new frame costs only its own tokens."""
+
+    def __init__(self, world: World, sampling: SamplingConfig) -> None:
+        self.world = world
+        self.sampling = sampling
+        self.generator = torch.Generator()
+        self.frames = 0  # frames produced since the last reset, the prompt included
+        self._dyn_cache: KVCache | None = None
+        self._dec_cache: KVCache | None = None
+
+    @torch.no_grad()
+    def reset(self, prompt, seed: int | None = None) -> np.ndarray:
+        from opengenie.imageio import load_prompt
+
+        world = self.world
+        image = load_prompt(prompt, world.config.image_size)  # (H, W, 3) uint8
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        video = torch.from_numpy(image.copy()).to(world.device).float().div(255)[None, None]
+        ids = world.tokenizer.encode(video)  # (1, 1, h, w)
+        window = world.config.frames
+        self._dyn_cache = world.dynamics.transformer.new_cache(window)
+        self._dec_cache = world.tokenizer.decoder.new_cache(window)
+        world.dynamics.step_logits(ids.flatten(2), None, self._dyn_cache, update_cache=True)
+        self.frames = 1
+        return _to_uint8(world.tokenizer.decode(ids, self._dec_cache, update_cache=True))
+
+    @torch.no_grad()
+    def step(self, action: int) -> np.ndarray:
+        ids = self.next_tokens(action)  # (1, 1, h, w)
+        return _to_uint8(self.world.tokenizer.decode(ids, self._dec_cache, update_cache=True))
+
+    @torch.no_grad()
+    def next_tokens(self, action: int) -> torch.Tensor:
+        """MaskGIT-sample the next frame's tokens through the cache and commit them."""
+        world = self.world
+        if self._dyn_cache is None:
+            raise UserError("call reset(prompt) before step(action)")
+        if not isinstance(action, (int, np.integer)) or not 0 <= action < world.num_actions:
+            raise UserError(f"unknown action {action!r}: use an id in 0..{world.num_actions - 1}")
+        grid = world.config.token_grid
+        vector = world.lam.action_vectors(torch.tensor([int(action)], device=world.device))
+        cache, s = self._dyn_cache, self.sampling
+
+        def logits_fn(current: torch.Tensor) -> torch.Tensor:
+            return world.dynamics.step_logits(current[:, None], vector, cache)[:, 0]
+
+        tokens = maskgit_fill(
+            logits_fn,
+            1,
+            grid * grid,
+            world.dynamics.mask_id,
+            s.steps,
+            s.temperature,
+            s.mode,
+            self.generator,
+            world.device,
+        )
+        world.dynamics.step_logits(tokens[:, None], vector, cache, update_cache=True)
+        self.frames += 1
+        return tokens.view(1, 1, grid, grid)
 
 
 def read_checkpoint_config(path: Path, expected_format: str) -> GenieConfig:
