@@ -17,13 +17,6 @@ DESCRIPTION = """Genie in PyTorch: learn a playable world from unlabelled gamepl
 """
 
 
-def _not_yet(issue: int, what: str):
-    def run(_args: argparse.Namespace) -> int:
-        raise UserError(f"`opengenie {what}` is not built yet (tracked in issue {issue})")
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opengenie",
@@ -33,21 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opengenie {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from opengenie.bench import add_parser as add_bench
     from opengenie.data.cli import add_parser as add_data
+    from opengenie.eval.cli import add_parser as add_eval
     from opengenie.generate import add_parser as add_generate
+    from opengenie.play.cli import add_parser as add_play
     from opengenie.train.cli import add_parser as add_train
 
-    add_data(commands)
-    add_train(commands)
-    evaluate = commands.add_parser("eval", help="the paper's metrics and a report (issue 5)")
-    evaluate.set_defaults(func=_not_yet(5, "eval"))
-    add_generate(commands)
-    play = commands.add_parser("play", help="play a world in the browser (issue 6)")
-    play.set_defaults(func=_not_yet(6, "play"))
-
-    from opengenie.bench import add_parser as add_bench
-
-    add_bench(commands)
+    for add in (add_data, add_train, add_eval, add_generate, add_play, add_bench):
+        add(commands)
     return parser
 
 
