@@ -119,15 +119,3 @@ def test_bad_prompt_and_wrong_checkpoint_are_one_line(trained_world, tmp_path, c
     assert "opengenie-tokenizer checkpoint, not a opengenie-world" in capsys.readouterr().err
     assert main(base + ["--world", str(root / "data"), "--prompt", str(junk)]) == 2
     assert "it is a data set" in capsys.readouterr().err
-
-
-def test_resume_continues_to_the_total_steps(trained_world, tmp_path):
-    root, _ = trained_world
-    out = tmp_path / "tok"
-    base = ["train", "tokenizer", "--data", str(root / "data"), "--out", str(out)] + _sets(SMALL)
-    assert main(base + ["--steps", "2"]) == 0
-    import torch
-
-    assert torch.load(out / "trainer_state.pt", weights_only=True)["step"] == 2
-    assert main(base + ["--steps", "4", "--resume"]) == 0
-    assert torch.load(out / "trainer_state.pt", weights_only=True)["step"] == 4

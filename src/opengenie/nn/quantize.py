@@ -8,6 +8,7 @@ pass gradients straight through to the encoder. Both expose `codebook()` (K, d) 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -49,12 +50,18 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _reset_dead_codes(self, flat: torch.Tensor, counts: torch.Tensor) -> None:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if distributed:  # every rank must agree on which codes are dead
+            counts = counts.clone()
+            dist.all_reduce(counts)
         self.unused_steps.add_(1).masked_fill_(counts > 0, 0)
         dead = (self.unused_steps >= self.dead_code_steps).nonzero().squeeze(-1)
         if dead.numel() == 0:
             return
         picks = torch.randint(0, flat.shape[0], (dead.numel(),), device=flat.device)
         self.embedding.data[dead] = flat[picks].to(self.embedding.dtype)
+        if distributed:  # rank 0's choice wins, so the replicas stay identical
+            dist.broadcast(self.embedding.data, src=0)
         self.unused_steps[dead] = 0
 
 

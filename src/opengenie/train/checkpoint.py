@@ -1,5 +1,14 @@
-"""Training checkpoints: config.json + safetensors weights + a torch file of optimiser, loader
-and RNG state, written to a temp dir and renamed so a crash never leaves a broken one."""
+"""Training checkpoints, laid out in a run directory:
+
+    RUN/config.json, RUN/model.safetensors   the latest weights (a loadable World or tokenizer)
+    RUN/checkpoints/step-00000500/           the last K complete checkpoints (+ trainer_state.pt:
+                                             optimiser, loader and RNG state) for exact resume
+    RUN/best/                                the best weights on validation (+ best.json)
+    RUN/metrics.jsonl, RUN/tb/               logs
+
+Every directory is written to a temp dir and renamed, every file to a temp file and renamed,
+so a crash or Ctrl-C never leaves a broken checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +23,68 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from opengenie.config import GenieConfig
+from opengenie.errors import UserError
 from opengenie.models.world import _replace_dir, read_checkpoint_config
 
 TOKENIZER_FORMAT = "opengenie-tokenizer"
 
 
-def save_checkpoint(
-    directory: Path, fmt: str, config: GenieConfig, model: nn.Module, trainer_state: dict
-) -> None:
+def _write_model_files(directory: Path, fmt: str, config: GenieConfig, model: nn.Module) -> None:
+    meta = {"format": fmt, "version": 1, "config": config.to_dict()}
+    (directory / "config.json").write_text(json.dumps(meta, indent=2))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+
+
+def save_model_dir(directory: Path, fmt: str, config: GenieConfig, model: nn.Module, extra=None):
+    """Write a model directory (config + weights [+ trainer_state.pt]) atomically."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        meta = {"format": fmt, "version": 1, "config": config.to_dict()}
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        torch.save(trainer_state, tmp / "trainer_state.pt")
+        _write_model_files(tmp, fmt, config, model)
+        if extra is not None:
+            torch.save(extra, tmp / "trainer_state.pt")
         _replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def update_latest(run: Path, fmt: str, config: GenieConfig, model: nn.Module) -> None:
+    """Refresh RUN/config.json and RUN/model.safetensors, each by an atomic rename."""
+    run.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".latest.", dir=run))
+    try:
+        _write_model_files(tmp, fmt, config, model)
+        os.replace(tmp / "model.safetensors", run / "model.safetensors")
+        os.replace(tmp / "config.json", run / "config.json")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_training_checkpoint(
+    run: Path, fmt: str, config: GenieConfig, model: nn.Module, state: dict, keep: int
+) -> Path:
+    """A resumable checkpoint under RUN/checkpoints/, keeping the last `keep`; also the latest."""
+    path = run / "checkpoints" / f"step-{state['step']:08d}"
+    save_model_dir(path, fmt, config, model, state)
+    for old in list_checkpoints(run)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    update_latest(run, fmt, config, model)
+    return path
+
+
+def list_checkpoints(run: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp dirs start with a dot and are ignored)."""
+    root = run / "checkpoints"
+    if not root.is_dir():
+        return []
+    done = [p for p in root.glob("step-*") if (p / "trainer_state.pt").exists()]
+    return sorted(done, key=lambda p: p.name)
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    found = list_checkpoints(run)
+    return found[-1] if found else None
 
 
 def load_weights(directory: Path, model: nn.Module, prefix: str = "") -> None:
@@ -40,12 +92,16 @@ def load_weights(directory: Path, model: nn.Module, prefix: str = "") -> None:
     state = load_file(str(directory / "model.safetensors"))
     if prefix:
         state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-    model.load_state_dict(state)
+    expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise UserError(f"weights in {directory} do not fit this model: {error}") from None
 
 
-def load_trainer_state(directory: Path) -> dict | None:
-    path = directory / "trainer_state.pt"
-    return torch.load(path, weights_only=True) if path.exists() else None
+def load_trainer_state(directory: Path) -> dict:
+    return torch.load(directory / "trainer_state.pt", weights_only=True)
 
 
 def read_tokenizer_config(directory: str | os.PathLike) -> GenieConfig:

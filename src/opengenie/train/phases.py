@@ -3,24 +3,39 @@ dynamics model on the frozen tokenizer's tokens. Phase 2 writes a self-contained
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from opengenie.config import GenieConfig
 from opengenie.errors import UserError
 from opengenie.models import VideoTokenizer, World
-from opengenie.models.world import WORLD_FORMAT
-from opengenie.train.checkpoint import (
-    TOKENIZER_FORMAT,
-    load_trainer_state,
-    load_weights,
-    read_tokenizer_config,
-)
-from opengenie.train.loop import RunOptions, run_loop
+from opengenie.models.world import WORLD_FORMAT, read_checkpoint_config
+from opengenie.train import checkpoint as ckpt
+from opengenie.train import distributed
+from opengenie.train.loop import Phase, RunOptions, run_phase
+from opengenie.train.validate import dynamics_validation, tokenizer_validation
 
 
-def make_loader(data_dir: str, config: GenieConfig, batch_size: int, seed: int):
+@dataclass
+class PhaseArgs:
+    """What both phases take from the command line."""
+
+    config: GenieConfig
+    data: str
+    out: str
+    opts: RunOptions
+    resume: bool = False
+    val_data: str | None = None  # default: the val split of --data, when it has one
+    init_from: str | None = None  # a World (or tokenizer run) to fine-tune from
+
+
+def make_loader(
+    data_dir: str, config: GenieConfig, batch_size: int, seed: int, info, split="train"
+):
     from opengenie.data import ClipLoader, open_dataset
 
     dataset = open_dataset(data_dir)
@@ -30,101 +45,184 @@ def make_loader(data_dir: str, config: GenieConfig, batch_size: int, seed: int):
             f"data frames are {height}x{width} but the config expects {config.image_size}: "
             f"re-create the data with --size {config.image_size} or --set image_size={height}"
         )
-    return ClipLoader(dataset, "train", clip_frames=config.frames, batch_size=batch_size, seed=seed)
-
-
-def _to_float(frames: torch.Tensor, device: str) -> torch.Tensor:
-    return frames.to(device, non_blocking=True).float().div_(255)  # (B, T, H, W, C) in [0, 1]
-
-
-def train_tokenizer(
-    config: GenieConfig, data_dir: str, out_dir: str, opts: RunOptions, resume: bool = False
-) -> dict:
-    out = Path(out_dir)
-    torch.manual_seed(opts.seed)
-    model = VideoTokenizer(config).to(opts.device).train()
-    state = None
-    if resume:
-        config = read_tokenizer_config(out)
-        model = VideoTokenizer(config).to(opts.device).train()
-        load_weights(out, model)
-        state = load_trainer_state(out)
-    loader = make_loader(data_dir, config, config.tokenizer_optim.batch_size, opts.seed)
-
-    def step(batch: dict) -> dict:
-        result = model(_to_float(batch["frames"], opts.device))
-        mse = result["mse"].detach().float()
-        psnr = 10 * torch.log10(1 / mse.clamp(min=1e-10))
-        return {"loss": result["loss"], "psnr": psnr, "codes_used": result["codes_used"]}
-
-    return run_loop(
-        "tokenizer",
-        step,
-        list(model.parameters()),
-        model,
-        loader,
-        config.tokenizer_optim,
-        config,
-        out,
-        TOKENIZER_FORMAT,
-        opts,
-        state,
+    return ClipLoader(
+        dataset,
+        split,
+        clip_frames=config.frames,
+        batch_size=batch_size,
+        seed=seed,
+        rank=info.rank,
+        world_size=info.world_size,
     )
 
 
-def train_dynamics(
-    config: GenieConfig,
-    data_dir: str,
-    tokenizer_dir: str,
-    out_dir: str,
-    opts: RunOptions,
-    resume: bool = False,
-) -> dict:
-    """Co-train LAM + dynamics on top of a trained tokenizer and write a World to `out_dir`."""
-    out = Path(out_dir)
-    torch.manual_seed(opts.seed)
-    state = None
-    if resume:
-        world = World.load(out, device=opts.device)
-        config = world.config
-        state = load_trainer_state(out)
+def val_loader_factory(args: PhaseArgs, config: GenieConfig, batch_size: int):
+    """A function giving the same validation batches every call, or None without val data."""
+    from opengenie.data import open_dataset
+
+    source = args.val_data or args.data
+    dataset = open_dataset(source)
+    if len(dataset.episode_ids("val")) == 0:
+        if args.val_data:
+            raise UserError(f"{args.val_data} has no val episodes: add some with --split val")
+        return None
+    single = distributed.DistInfo()
+
+    def make():
+        return make_loader(source, config, batch_size, seed=1234, info=single, split="val")
+
+    make()  # fail now, not at the first validation, if the clips do not fit
+    return make
+
+
+def to_video(frames: torch.Tensor, device: str) -> torch.Tensor:
+    return frames.to(device, non_blocking=True).float().div_(255)  # (B, T, H, W, C) in [0, 1]
+
+
+def _resume_point(run: Path, resume: bool, fmt: str) -> Path | None:
+    if not resume:
+        return None
+    found = ckpt.latest_checkpoint(run)
+    if found is None:
+        raise UserError(f"nothing to resume in {run}: run without --resume first")
+    read_checkpoint_config(found, fmt)  # a one-line error if it is the other kind of run
+    return found
+
+
+def train_tokenizer(args: PhaseArgs) -> dict:
+    info = distributed.setup(args.opts.device)
+    device, run = info.device, Path(args.out)
+    resume_from = _resume_point(run, args.resume, ckpt.TOKENIZER_FORMAT)
+    config = (
+        read_checkpoint_config(resume_from, ckpt.TOKENIZER_FORMAT) if resume_from else args.config
+    )
+    torch.manual_seed(args.opts.seed)  # identical initial weights on every rank
+    model = VideoTokenizer(config)
+    if resume_from is not None:
+        ckpt.load_weights(resume_from, model)
+    elif args.init_from:
+        _init_tokenizer(model, Path(args.init_from))
+    model = model.to(device).train()
+    batch = config.tokenizer_optim.batch_size
+    loader = make_loader(args.data, config, batch, args.opts.seed, info)
+    make_val = val_loader_factory(args, config, batch) if info.is_main else None
+
+    def inputs(b: dict) -> tuple:
+        return (to_video(b["frames"], device),)
+
+    phase = Phase(
+        name="tokenizer",
+        fmt=ckpt.TOKENIZER_FORMAT,
+        config=config,
+        optim=config.tokenizer_optim,
+        model=model,
+        saved=model,
+        inputs=inputs,
+        validate=(lambda: tokenizer_validation(model, make_val(), device)) if make_val else None,
+        images=(lambda: tokenizer_validation.images(model, make_val(), device))
+        if make_val
+        else None,
+    )
+    try:
+        return run_phase(phase, loader, args.opts, run, info, resume_from)
+    finally:
+        distributed.teardown()
+
+
+def _init_tokenizer(model: VideoTokenizer, source: Path) -> None:
+    """Fine-tune from a tokenizer run or from the tokenizer inside a World."""
+    meta = read_any_config(source)
+    prefix = "tokenizer" if meta == WORLD_FORMAT else ""
+    ckpt.load_weights(source, model, prefix)
+
+
+def read_any_config(path: Path) -> str:
+    import json
+
+    if not (path / "config.json").exists():
+        raise UserError(f"{path} has no config.json: pass a World or tokenizer run")
+    return json.loads((path / "config.json").read_text()).get("format", "")
+
+
+class CoTraining(nn.Module):
+    """Phase 2 as one module (so DDP sees one forward): the LAM learns from pixels, the
+    dynamics model from the frozen tokenizer's tokens and the LAM's actions (gradient stopped)."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.lam, self.dynamics = world.lam, world.dynamics
+
+    def forward(self, video: torch.Tensor, tokens: torch.Tensor) -> dict:
+        lam = self.lam(video)  # (B, T-1) actions from (B, T) frames
+        dyn = self.dynamics.masked_loss(tokens, lam["actions"].detach())
+        return {
+            "loss": lam["loss"] + dyn["loss"],
+            "lam_mse": lam["mse"],
+            "dynamics_ce": dyn["loss"],
+            "masked_accuracy": dyn["accuracy"],
+            "actions_used": lam["codes_used"],
+        }
+
+
+def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
+    """Co-train LAM + dynamics on a trained tokenizer; writes a World to `args.out`."""
+    info = distributed.setup(args.opts.device)
+    device, run = info.device, Path(args.out)
+    resume_from = _resume_point(run, args.resume, WORLD_FORMAT)
+    torch.manual_seed(args.opts.seed)
+    if resume_from is not None:
+        world = World(read_checkpoint_config(resume_from, WORLD_FORMAT))
+        ckpt.load_weights(resume_from, world)
+    elif args.init_from:
+        world = World(read_checkpoint_config(Path(args.init_from), WORLD_FORMAT))
+        ckpt.load_weights(Path(args.init_from), world)
+        world.config.dynamics_optim = args.config.dynamics_optim  # the new run's optimiser
     else:
-        tok_config = read_tokenizer_config(tokenizer_dir)
+        if tokenizer_dir is None:
+            raise UserError("pass --tokenizer RUN (phase 1) or --init-from WORLD")
+        config = args.config
+        tok_config = ckpt.read_tokenizer_config(tokenizer_dir)
         if tok_config.tokenizer != config.tokenizer or tok_config.image_size != config.image_size:
             # The tokenizer's own sizes win: the dynamics model must match its vocabulary.
             config.tokenizer, config.image_size = tok_config.tokenizer, tok_config.image_size
             config.validate()
-        world = World(config).to(opts.device)
-        load_weights(Path(tokenizer_dir), world.tokenizer)
+        world = World(config)
+        ckpt.load_weights(Path(tokenizer_dir), world.tokenizer)
+    world = world.to(device)
+    config = world.config
     world.train()
     world.tokenizer.eval().requires_grad_(False)  # frozen in phase 2
-    trainable = [*world.lam.parameters(), *world.dynamics.parameters()]
-    loader = make_loader(data_dir, config, config.dynamics_optim.batch_size, opts.seed)
+    model = CoTraining(world)
+    batch = config.dynamics_optim.batch_size
+    loader = make_loader(args.data, config, batch, args.opts.seed, info)
+    make_val = val_loader_factory(args, config, batch) if info.is_main else None
 
-    def step(batch: dict) -> dict:
-        video = _to_float(batch["frames"], opts.device)
-        tokens = world.tokenizer.encode(video).flatten(2)  # (B, T, N)
-        lam = world.lam(video)
-        dyn = world.dynamics.masked_loss(tokens, lam["actions"].detach())
-        return {
-            "loss": lam["loss"] + dyn["loss"],
-            "lam_mse": lam["mse"],
-            "dyn_ce": dyn["loss"],
-            "accuracy": dyn["accuracy"],
-            "actions_used": lam["codes_used"],
-        }
+    def inputs(b: dict) -> tuple:
+        video = to_video(b["frames"], device)
+        with torch.no_grad():
+            tokens = world.tokenizer.encode(video).flatten(2)  # (B, T, N)
+        return video, tokens
 
-    summary = run_loop(
-        "dynamics",
-        step,
-        trainable,
-        world,
-        loader,
-        config.dynamics_optim,
-        config,
-        out,
-        WORLD_FORMAT,
-        opts,
-        state,
+    phase = Phase(
+        name="dynamics",
+        fmt=WORLD_FORMAT,
+        config=config,
+        optim=config.dynamics_optim,
+        model=model,
+        saved=world,
+        inputs=inputs,
+        validate=(lambda: dynamics_validation(world, make_val(), device)) if make_val else None,
+        images=(lambda: dynamics_validation.images(world, make_val(), device))
+        if make_val
+        else None,
     )
-    return summary
+    try:
+        return run_phase(phase, loader, args.opts, run, info, resume_from)
+    finally:
+        distributed.teardown()
+
+
+def grid_image(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of frames, each (T, H, W, C) float in [0, 1] -> one (rows*H, T*W, C) uint8 image."""
+    lines = [torch.cat(list(r.clamp(0, 1)), dim=1) for r in rows]  # each (H, T*W, C)
+    return (torch.cat(lines, dim=0) * 255).round().to(torch.uint8).cpu().numpy()

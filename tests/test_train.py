@@ -1,0 +1,157 @@
+"""The trainer as a user runs it: exact resume, DDP on 2 CPU processes, Ctrl-C, wrong
+checkpoints, --set and --init-from, validation with a best checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from opengenie.cli import main
+from opengenie.models import World
+
+from .test_cli import SMALL, _sets
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from opengenie.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("train-data")
+    make_synthetic_dataset(root / "d", episodes=4, length=12, size=32)
+    make_synthetic_dataset(root / "d", episodes=2, length=12, size=32, split="val")
+    return root / "d"
+
+
+def _train(phase, data, out, steps, *extra):
+    args = ["train", phase, "--data", str(data), "--out", str(out), "--steps", str(steps)]
+    return main(args + ["--no-tensorboard", *_sets(SMALL), *extra])
+
+
+def _losses(run):
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: x["loss"] for x in lines if x["split"] == "train"}
+
+
+@pytest.mark.parametrize("phase", ["tokenizer", "dynamics"])
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data, tmp_path, phase):
+    extra = []
+    if phase == "dynamics":
+        assert _train("tokenizer", data, tmp_path / "tok", 2) == 0
+        extra = ["--tokenizer", str(tmp_path / "tok")]
+    assert _train(phase, data, tmp_path / "a", 6, "--save-every", "0", *extra) == 0
+    assert _train(phase, data, tmp_path / "b", 3, "--save-every", "0", *extra) == 0
+    assert _train(phase, data, tmp_path / "b", 6, "--resume", *extra) == 0
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert [a[s] for s in range(1, 7)] == [b[s] for s in range(1, 7)]
+
+
+def test_validation_keeps_the_best_and_the_last_k(data, tmp_path):
+    out = tmp_path / "tok"
+    assert (
+        _train("tokenizer", data, out, 6, "--val-every", "2", "--save-every", "2", "--keep", "2")
+        == 0
+    )
+    vals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [v for v in vals if v["split"] == "val"]
+    assert [v["step"] for v in vals] == [2, 4, 6]
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["recon_psnr"] == max(v["recon_psnr"] for v in vals)
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["step-00000004", "step-00000006"]
+
+
+def test_set_and_init_from_take_effect(data, tmp_path):
+    assert _train("tokenizer", data, tmp_path / "a", 2, "--seed", "5") == 0  # other init
+    tiny_lr = ["--set", "tokenizer_optim.lr=1e-12"]
+    assert (
+        _train("tokenizer", data, tmp_path / "b", 1, "--init-from", str(tmp_path / "a"), *tiny_lr)
+        == 0
+    )
+    assert _train("tokenizer", data, tmp_path / "c", 1, *tiny_lr) == 0
+    a, b, c = (load_file(str(tmp_path / x / "model.safetensors")) for x in "abc")
+    assert torch.allclose(a["enc_in.weight"], b["enc_in.weight"], atol=1e-6)
+    assert not torch.allclose(a["enc_in.weight"], c["enc_in.weight"], atol=1e-3)
+    config = json.loads((tmp_path / "c" / "config.json").read_text())["config"]
+    assert config["tokenizer_optim"]["lr"] == 1e-12 and config["tokenizer"]["dim"] == 32
+
+
+def test_wrong_checkpoints_are_one_line_errors(data, tmp_path, capsys):
+    assert _train("tokenizer", data, tmp_path / "tok", 1) == 0
+    assert _train("dynamics", data, tmp_path / "w", 1, "--tokenizer", str(tmp_path / "tok")) == 0
+    capsys.readouterr()
+    cases = [
+        (["--tokenizer", str(tmp_path / "w")], "not a opengenie-tokenizer"),
+        (["--tokenizer", str(data)], "it is a data set"),
+    ]
+    for extra, message in cases:
+        assert _train("dynamics", data, tmp_path / "x", 1, *extra) == 2
+        assert message in capsys.readouterr().err
+    assert _train("tokenizer", data, tmp_path / "w", 2, "--resume") == 2
+    assert "not a opengenie-tokenizer" in capsys.readouterr().err
+    with pytest.raises(Exception, match="not a opengenie-world"):
+        World.load(tmp_path / "tok")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "tokenizer.patch=7"], "does not divide"),
+        (["--set", "frames=40"], "longer than every episode"),
+        (["--set", "image_size=64"], "data frames are 32x32"),
+    ],
+)
+def test_bad_data_and_config_are_one_line_errors(data, tmp_path, capsys, extra, message):
+    assert _train("tokenizer", data, tmp_path / "t", 1, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t" / "checkpoints").exists()
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "opengenie.cli", *args]
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint(data, tmp_path):
+    out = tmp_path / "tok"
+    cmd = _cli("train", "tokenizer", "--data", str(data), "--out", str(out), "--steps", "100000")
+    cmd += ["--no-tensorboard", "--save-every", "0", *_sets(SMALL)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        metrics = out / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-500:]
+    ckpts = list((out / "checkpoints").iterdir())
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0] / "trainer_state.pt", weights_only=True)
+    assert state["step"] >= 3
+    assert load_file(str(out / "model.safetensors"))  # the latest weights are whole
+
+
+def test_ddp_two_cpu_processes(data, tmp_path):
+    out = tmp_path / "tok"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(29500 + os.getpid() % 1000), "-m", "opengenie.cli"]
+    cmd += ["train", "tokenizer", "--data", str(data), "--out", str(out), "--steps", "3"]
+    cmd += ["--no-tensorboard", *_sets(SMALL + ["tokenizer.quantizer.dead_code_steps=1"])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(
+        out / "checkpoints" / "step-00000003" / "trainer_state.pt", weights_only=True
+    )
+    assert state["step"] == 3
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len([x for x in lines if '"train"' in x]) == 3  # only rank 0 logs
+    World  # noqa: B018 (imported for the wrong-checkpoint test above)
