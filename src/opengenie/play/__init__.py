@@ -1,0 +1,1 @@
+"""`opengenie play`: a World in the browser (server.py, static/ page, cli.py, bench.py)."""

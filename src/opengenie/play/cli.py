@@ -1,16 +1,148 @@
-"""`opengenie play` (issue 6): registered here; not built yet."""
+"""`opengenie play`: serve a World on a local web page and play it with the keyboard."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+import webbrowser
+from pathlib import Path
 
 from opengenie.errors import UserError
 
+DEFAULT_STEPS = 8  # MaskGIT steps per frame in play (the paper's 25 is ~3x slower); see PLAY.md
+PRECISIONS = ("bf16", "fp32")
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("play", help="play a world in the browser (issue 6)")
-    p.set_defaults(func=_not_yet)
+    p = commands.add_parser(
+        "play",
+        help="play a world in the browser (keys 1..|A|, arrows/space with an action map)",
+        description="Serve a World on a local page: pick latent actions with the keyboard and "
+        "watch the world respond in real time. Frames stream over a websocket; every browser "
+        "tab gets its own session.",
+    )
+    p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
+    p.add_argument(
+        "--prompt",
+        help="starting image, any size (default: the world's prompt.png, else a grey frame); "
+        "tabs can upload their own",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"MaskGIT steps per frame each tab starts with (default {DEFAULT_STEPS})",
+    )
+    p.add_argument("--temperature", type=float, help="initial temperature (default: world's)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="bf16",
+        help="dynamics model precision (default bf16: ~1.5x the frames/s of fp32 on CPUs with "
+        "bf16 matmuls; fp32 gives exactly the frames recomputing gives)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads per step (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="tabs stepping at once (default 2)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default 10)")
+    p.add_argument("--max-sessions", type=int, default=16, help="most tabs at once (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.set_defaults(func=run)
 
 
-def _not_yet(_args: argparse.Namespace) -> int:
-    raise UserError("`opengenie play` is not built yet (tracked in issue 6)")
+def _check(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be in 0..65535")
+    if args.steps < 1:
+        raise UserError("--steps must be >= 1")
+    if args.temperature is not None and args.temperature <= 0:
+        raise UserError("--temperature must be > 0")
+    if args.threads < 1 or args.workers < 1 or args.max_sessions < 1:
+        raise UserError("--threads, --workers and --max-sessions must be >= 1")
+    if args.max_upload_mb <= 0:
+        raise UserError("--max-upload-mb must be > 0")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from opengenie.imageio import load_prompt
+    from opengenie.models import World
+    from opengenie.models.world import SHIPPED_WORLD
+    from opengenie.play.server import PlayOptions, PlayServer, default_prompt
+
+    _check(args)
+    torch.set_flush_denormal(True)  # denormals made CPU steps several times slower here
+    world = World.load(args.world, device=args.device)
+    if args.precision == "bf16":
+        world.set_dynamics_dtype(torch.bfloat16)
+    prompt_path = args.prompt
+    world_dir = Path(args.world) if args.world else SHIPPED_WORLD
+    if prompt_path is None and (world_dir / "prompt.png").exists():
+        prompt_path = world_dir / "prompt.png"  # a world may ship its own starting frame
+    if prompt_path is not None:
+        prompt = load_prompt(prompt_path, world.config.image_size)
+    else:
+        prompt = default_prompt(world)
+    options = PlayOptions(
+        steps=args.steps,
+        temperature=world.sampling.temperature if args.temperature is None else args.temperature,
+        mode=world.sampling.mode,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_sessions=args.max_sessions,
+        threads=args.threads,
+        workers=args.workers,
+        world_name=Path(args.world).name if args.world else "shipped CoinRun world",
+    )
+    server = PlayServer(world, prompt, options)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_serve(server, args.host, args.port, not args.no_browser))
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    return 0
+
+
+async def _serve(server, host: str, port: int, open_browser: bool) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror}): try --port") from None
+    bound = runner.addresses[0][1] if runner.addresses else port  # the real port for --port 0
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    url = f"http://{shown}:{bound}/"
+    print(f"playing {server.options.world_name} at {url}  (Ctrl-C to stop)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {host} without authentication", flush=True)
+    if open_browser:
+        threading.Thread(target=_open_browser, args=(url,), daemon=True).start()
+    try:
+        await asyncio.Event().wait()  # serve until interrupted
+    finally:
+        await runner.cleanup()
+
+
+def _open_browser(url: str) -> None:
+    """Open the page when a graphical browser is likely; never fail, never take the terminal
+    (on a Linux box without a display, webbrowser would fall back to a text browser)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return
+    with contextlib.suppress(Exception):  # no browser: the printed URL is enough
+        webbrowser.open(url, new=2)

@@ -1,0 +1,215 @@
+"""`opengenie bench play`: frames/s of play (sample + decode) and the key/value cache's speed-up.
+
+Every figure comes from one run, with the settings measured in alternation (round robin) so
+that load from other jobs on a shared machine hits them alike. Frames are timed once the cache
+holds a full window (the steady state of a long game), on a random-weight World of the preset
+unless --world is given: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opengenie.errors import UserError
+
+PAPER_STEPS = 25
+
+
+def add_parser(kinds: argparse._SubParsersAction) -> None:
+    from opengenie.play.cli import DEFAULT_STEPS
+
+    p = kinds.add_parser("play", help="play frames/s (sample + decode) and the cache speed-up")
+    p.add_argument("--world", help="World directory (default: random weights of --preset)")
+    p.add_argument("--preset", default="tiny", help="preset for the random-weight World")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="play's default steps")
+    p.add_argument("--frames", type=int, default=10, help="timed frames per setting per round")
+    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (play's default: 1)")
+    p.add_argument("--out", default="bench/results/play.json", help="JSON to write")
+    p.set_defaults(func=run_play_bench)
+
+
+def _time_frames(step: Callable[[], object], frames: int) -> list[float]:
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _summary(times: list[float]) -> dict:
+    median = statistics.median(times)
+    return {
+        "frames_per_s": 1.0 / median,  # from the median frame time
+        "frames_per_s_mean": len(times) / sum(times),
+        "ms_per_frame_median": median * 1000,
+        "frames_timed": len(times),
+    }
+
+
+class _Recompute:
+    """One frame the uncached way: MaskGIT over the whole window (the latest 15 frames plus the
+    new one), then decoding the window without a cache and keeping its last frame."""
+
+    def __init__(self, world, steps: int, seed: int = 0) -> None:
+        self.world, self.steps = world, steps
+        cfg = world.config
+        g = torch.Generator().manual_seed(seed)
+        n, grid = cfg.token_grid**2, cfg.token_grid
+        self.context = torch.randint(
+            0, world.tokenizer.num_codes, (1, cfg.frames - 1, n), generator=g
+        )
+        ids = torch.randint(0, world.num_actions, (1, cfg.frames - 1), generator=g)
+        self.vectors = world.lam.action_vectors(ids)
+        self.generator = g
+        self.grid = grid
+
+    @torch.no_grad()
+    def __call__(self) -> np.ndarray:
+        from opengenie.models.maskgit import rollout
+
+        w, s = self.world, self.world.sampling
+        tokens = rollout(
+            w.dynamics,
+            self.context,
+            self.vectors,
+            self.steps,
+            s.temperature,
+            s.mode,
+            self.generator,
+            window=w.config.frames,
+        )
+        window = tokens[:, -w.config.frames :].reshape(1, -1, self.grid, self.grid)
+        return w.tokenizer.decode(window)[0, -1].numpy()
+
+
+def run_play_bench(args: argparse.Namespace) -> int:
+    from opengenie.config import preset
+    from opengenie.models import World
+
+    if args.frames < 1 or args.rounds < 1 or args.steps < 1 or args.threads < 1:
+        raise UserError("--frames, --rounds, --steps and --threads must be >= 1")
+    torch.set_flush_denormal(True)  # as the play server does (denormals were several x slower)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    load_before = os.getloadavg()
+    if args.world:
+        fp32 = World.load(args.world)
+        source = str(args.world)
+    else:
+        fp32 = World(preset(args.preset))
+        source = f"random weights, preset {args.preset}"
+    bf16 = copy.deepcopy(fp32).set_dynamics_dtype(torch.bfloat16)
+    worlds = {"bfloat16": bf16, "float32": fp32}
+    size = fp32.config.image_size
+    prompt = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    actions = np.random.default_rng(1).integers(0, fp32.num_actions, 10_000).tolist()
+
+    # Cached play: one session per setting, warmed until its cache holds a full window.
+    settings = {
+        "default": ("bfloat16", args.steps),
+        "paper_steps": ("bfloat16", PAPER_STEPS),
+        "default_fp32": ("float32", args.steps),
+        "paper_steps_fp32": ("float32", PAPER_STEPS),
+    }
+    sessions = {}
+    for name, (precision, steps) in settings.items():
+        session = worlds[precision].new_session()
+        session.sampling.steps = 2  # cheap warm-up: filling the cache does not depend on steps
+        session.reset(prompt, seed=0)
+        for i in range(fp32.config.frames):
+            session.step(actions[i])
+        session.sampling.steps = steps
+        sessions[name] = session
+    print(f"bench play: {source}, {args.rounds} rounds x {args.frames} frames", flush=True)
+
+    # Recomputing over the window, at the same settings as the cached runs it is compared with.
+    recompute = {
+        "default": _Recompute(bf16, args.steps),
+        "paper_steps": _Recompute(bf16, PAPER_STEPS),
+    }
+    recompute_frames = max(1, args.frames // 3)  # ~10x slower per frame: fewer of them
+
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    recompute_times: dict[str, list[float]] = {name: [] for name in recompute}
+    counter = iter(range(fp32.config.frames, 10_000))
+    for r in range(args.rounds):
+        for name, session in sessions.items():
+            times[name] += _time_frames(
+                lambda s=session: s.step(actions[next(counter)]), args.frames
+            )
+        for name, fn in recompute.items():
+            recompute_times[name] += _time_frames(fn, recompute_frames)
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(f"{k} {1 / statistics.median(v):.1f} fps" for k, v in times.items()),
+            flush=True,
+        )
+
+    cfg = fp32.config
+    report: dict = {
+        "bench": "play",
+        "world": source,
+        "preset": cfg.name,
+        "image_size": cfg.image_size,
+        "tokens_per_frame": cfg.token_grid**2,
+        "window": cfg.frames,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "what": "end-to-end frames/s of PlaySession.step (MaskGIT sampling + cache commit + "
+        "decode) with a full cache; temperature "
+        f"{fp32.sampling.temperature}, {fp32.sampling.mode} sampling",
+        "play_defaults": {
+            "steps": args.steps,
+            "temperature": fp32.sampling.temperature,
+            "mode": fp32.sampling.mode,
+            "dynamics_dtype": "bfloat16",
+            "threads": args.threads,
+        },
+        "delta_psnr_at_play_defaults": None,  # measured by `opengenie eval` on a trained world
+        "settings": {},
+        "cache_speedup": {},
+    }
+    for name, (precision, steps) in settings.items():
+        entry = {"steps": steps, "dynamics_dtype": precision, **_summary(times[name])}
+        report["settings"][name] = entry
+    for name, values in recompute_times.items():
+        cached, uncached = _summary(times[name]), _summary(values)
+        report["cache_speedup"][name] = {
+            "steps": settings[name][1],
+            "dynamics_dtype": settings[name][0],
+            "cached_frames_per_s": cached["frames_per_s"],
+            "recomputed_frames_per_s": uncached["frames_per_s"],
+            "recomputed_frames_timed": uncached["frames_timed"],
+            "speedup": uncached["ms_per_frame_median"] / cached["ms_per_frame_median"],
+        }
+    report["summary"] = {
+        "default_frames_per_s": report["settings"]["default"]["frames_per_s"],
+        "paper_steps_frames_per_s": report["settings"]["paper_steps"]["frames_per_s"],
+        "cache_speedup_at_default": report["cache_speedup"]["default"]["speedup"],
+        "meets_10_fps_target": report["settings"]["default"]["frames_per_s"] >= 10.0,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)  # never a half-written JSON
+    print(json.dumps(report["summary"]), flush=True)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,450 @@
+"""`opengenie play` without a browser: the websocket protocol, per-tab sessions and settings,
+uploads, freeing sessions, a non-blocking event loop, the CLI and `bench play`.
+
+The browser itself is driven in tests/test_play_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import urllib.request
+import weakref
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+from opengenie.cli import main
+from opengenie.errors import UserError
+from opengenie.models import World
+from opengenie.play.server import (
+    PlayOptions,
+    PlayServer,
+    action_table,
+    decode_upload,
+    encode_frame,
+)
+
+ACTION_MAP = {
+    "names": {"0": "right", "1": "none", "3": "left+jump", "4": "left", "5": "jump"},
+    "keys": {"left": 4, "right": 0, "jump": 5, "none": 1, "left+jump": 3},
+}
+
+
+@pytest.fixture
+def world(small_config):
+    torch.manual_seed(0)
+    w = World(small_config)
+    w.action_map = ACTION_MAP
+    return w
+
+
+def _prompt(size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _png(width: int, height: int, seed: int = 1) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG file that claims `width` x `height` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _parse_frame(data: bytes) -> tuple[dict, np.ndarray]:
+    n = struct.unpack("<I", data[:4])[0]
+    meta = json.loads(data[4 : 4 + n])
+    pixels = np.frombuffer(data[4 + n :], dtype=np.uint8)
+    return meta, pixels.reshape(meta["height"], meta["width"], 3)
+
+
+async def _frame(ws) -> tuple[dict, np.ndarray]:
+    msg = await ws.receive(timeout=60)
+    assert msg.type == WSMsgType.BINARY, f"expected a frame, got {msg.type} {msg.data!r}"
+    return _parse_frame(msg.data)
+
+
+async def _json(ws) -> dict:
+    msg = await ws.receive(timeout=60)
+    assert msg.type == WSMsgType.TEXT, f"expected JSON, got {msg.type}"
+    return json.loads(msg.data)
+
+
+def _serve(world: World, test, prompt: np.ndarray | None = None, **options) -> None:
+    """Run `await test(client, server)` against a live PlayServer on a free local port."""
+    options.setdefault("steps", 2)
+    server = PlayServer(world, _prompt() if prompt is None else prompt, PlayOptions(**options))
+
+    async def run() -> None:
+        async with TestClient(TestServer(server.app())) as client:
+            await test(client, server)
+
+    asyncio.run(run())
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def test_action_table_maps_names_and_keys_and_ignores_bad_entries(world):
+    world.action_map = {
+        "names": {"0": "right", "4": "left", "99": "ghost"},
+        "keys": {"left": 4, "right": 0, "jump": 99, "none": "1", "flag": True},
+    }
+    table = action_table(world)
+    assert table["names"][0] == "right" and table["names"][4] == "left"
+    assert len(table["names"]) == world.num_actions and table["names"][1] == ""
+    assert table["keys"] == {"left": 4, "right": 0}  # out-of-range, non-int and bool dropped
+    world.action_map = None
+    assert action_table(world) == {"names": [""] * world.num_actions, "keys": {}}
+
+
+def test_encode_frame_round_trips():
+    frame = _prompt(5)
+    meta, pixels = _parse_frame(encode_frame(frame, {"action": 3, "height": 5, "width": 5}))
+    assert meta["action"] == 3 and np.array_equal(pixels, frame)
+
+
+def test_decode_upload_accepts_any_size_and_refuses_bad_files():
+    out = decode_upload(_png(100, 40), 32, max_bytes=1 << 20)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    with pytest.raises(UserError, match="too large"):
+        decode_upload(b"x" * 2048, 32, max_bytes=1024)
+    with pytest.raises(UserError, match="empty"):
+        decode_upload(b"", 32, max_bytes=1024)
+    with pytest.raises(UserError, match="not a readable image"):
+        decode_upload(b"GIF89a this is not really an image", 32, max_bytes=1 << 20)
+    # Headers claiming 81 and 400 Mpixel: refused before any pixel is decoded.
+    with pytest.raises(UserError, match="too large"):
+        decode_upload(_png_header_only(9000, 9000), 32, max_bytes=1 << 20)
+    with pytest.raises(UserError, match="too many pixels|too large"):
+        decode_upload(_png_header_only(20000, 20000), 32, max_bytes=1 << 20)
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+def test_page_and_static_files_are_served_and_nothing_else(world):
+    async def test(client, _server):
+        page = await client.get("/")
+        html = await page.text()
+        assert page.status == 200 and '<canvas id="screen"' in html
+        css = await (await client.get("/static/play.css")).text()
+        assert "image-rendering: pixelated" in css  # crisp upscaled pixels
+        js = await client.get("/static/play.js")
+        assert js.status == 200 and js.content_type == "text/javascript"
+        for path in ("/static/server.py", "/static/..%2Fserver.py", "/static/%2Fetc%2Fpasswd"):
+            assert (await client.get(path)).status == 404
+        status = await (await client.get("/status")).json()
+        assert status["sessions"] == 0
+
+    _serve(world, test)
+
+
+def test_websocket_info_reset_step_and_errors(world):
+    async def test(client, _server):
+        ws = await client.ws_connect("/ws")
+        info = await _json(ws)
+        assert info["type"] == "info" and info["num_actions"] == world.num_actions
+        assert info["actions"]["keys"]["left"] == 4 and info["actions"]["names"][0] == "right"
+        assert info["settings"] == {"steps": 2, "temperature": 1.0, "mode": "random"}
+        meta, frame = await _frame(ws)
+        assert meta["frame"] == 0 and meta["action"] is None and frame.shape == (32, 32, 3)
+        await ws.send_json({"type": "step", "action": 3})
+        meta, _ = await _frame(ws)
+        assert meta["frame"] == 1 and meta["action"] == 3 and meta["steps"] == 2
+        # Bad requests get a message and leave the tab playing.
+        for bad, expected in (
+            ({"type": "step", "action": world.num_actions}, "unknown action"),
+            ({"type": "step", "action": "1"}, "unknown action"),
+            ({"type": "step", "action": True}, "unknown action"),
+            ({"type": "settings", "steps": 0}, "steps must be"),
+            ({"type": "settings", "temperature": -1}, "temperature must be"),
+            ({"type": "settings", "mode": "beam"}, "mode must be"),
+            ({"type": "reset", "seed": -3}, "seed"),
+            ({"type": "teleport"}, "unknown message type"),
+        ):
+            await ws.send_json(bad)
+            reply = await _json(ws)
+            assert reply["type"] == "error" and expected in reply["message"], (bad, reply)
+        await ws.send_str("{not json")
+        assert "bad message" in (await _json(ws))["message"]
+        await ws.send_json({"type": "step", "action": 0})
+        meta, _ = await _frame(ws)
+        assert meta["frame"] == 2  # still playing after all that
+        await ws.close()
+
+    _serve(world, test)
+
+
+def test_settings_take_effect_per_tab_and_seeds_reproduce(world):
+    calls = {"n": 0}
+    original = world.dynamics.step_logits
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    world.dynamics.step_logits = counting
+
+    async def test(client, _server):
+        a, b = await client.ws_connect("/ws"), await client.ws_connect("/ws")
+        for ws in (a, b):
+            await _json(ws)
+            await _frame(ws)
+        await a.send_json({"type": "settings", "steps": 5, "temperature": 0.5, "mode": "argmax"})
+        assert await _json(a) == {
+            "type": "settings",
+            "steps": 5,
+            "temperature": 0.5,
+            "mode": "argmax",
+        }
+        calls["n"] = 0
+        await a.send_json({"type": "step", "action": 1})
+        meta, _ = await _frame(a)
+        assert calls["n"] == 5 + 1 and meta["steps"] == 5 and meta["mode"] == "argmax"
+        calls["n"] = 0
+        await b.send_json({"type": "step", "action": 1})  # the other tab kept its own settings
+        meta, _ = await _frame(b)
+        assert calls["n"] == 2 + 1 and meta["steps"] == 2 and meta["temperature"] == 1.0
+
+        # A seeded reset in a tab replays exactly what a fresh session gives.
+        await b.send_json({"type": "reset", "seed": 11})
+        got = [(await _frame(b))[1]]
+        for action in (0, 2, 5):
+            await b.send_json({"type": "step", "action": action})
+            got.append((await _frame(b))[1])
+        alone = world.new_session()
+        alone.sampling.steps = 2
+        expected = [alone.reset(_prompt(), seed=11)] + [alone.step(x) for x in (0, 2, 5)]
+        assert all(np.array_equal(x, y) for x, y in zip(got, expected, strict=True))
+        assert not np.array_equal(got[1], got[2])  # frames change as the world steps
+
+    _serve(world, test)
+
+
+def test_uploads_reset_to_the_new_prompt_and_bad_ones_get_a_message(world):
+    async def test(client, server):
+        ws = await client.ws_connect("/ws")
+        await _json(ws)
+        await _frame(ws)
+        png = _png(90, 50)
+        await ws.send_bytes(png)
+        meta, frame = await _frame(ws)
+        expected = world.new_session().reset(decode_upload(png, 32, 1 << 20))
+        assert meta["frame"] == 0 and np.array_equal(frame, expected)
+        for data, text in (
+            (b"not an image at all", "not a readable image"),
+            (_png_header_only(9000, 9000), "too large"),
+            (b"\x89PNG" + b"\x00" * 20_500, "too large"),  # over max_upload_bytes
+        ):
+            await ws.send_bytes(data)
+            reply = await _json(ws)
+            assert reply["type"] == "error" and "upload refused" in reply["message"], reply
+            assert text in reply["message"]
+        # Far over the websocket's message limit: that tab's socket is closed (the page then
+        # says so and reconnects); the server itself goes on serving.
+        await ws.send_bytes(b"\x00" * (server.options.max_upload_bytes + 100_000))
+        msg = await ws.receive(timeout=30)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+        again = await client.ws_connect("/ws")
+        assert (await _json(again))["type"] == "info"
+        await _frame(again)
+
+    _serve(world, test, max_upload_bytes=20_000)
+
+
+def test_closed_tabs_free_their_sessions_and_sessions_are_capped(world):
+    made: list[weakref.ref] = []
+    original = world.new_session
+
+    def tracking():
+        session = original()
+        made.append(weakref.ref(session))
+        return session
+
+    world.new_session = tracking
+
+    async def status(client) -> int:
+        return (await (await client.get("/status")).json())["sessions"]
+
+    async def test(client, _server):
+        a, b = await client.ws_connect("/ws"), await client.ws_connect("/ws")
+        for ws in (a, b):
+            await _json(ws)
+            await _frame(ws)
+        assert await status(client) == 2
+        c = await client.ws_connect("/ws")  # over --max-sessions 2
+        reply = await _json(c)
+        assert reply["type"] == "error" and reply.get("fatal") and "too many" in reply["message"]
+        await a.close()
+        for _ in range(100):  # the server notices the close asynchronously
+            if await status(client) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await status(client) == 1
+        gc.collect()
+        assert made[0]() is None  # the closed tab's session (and its caches) is gone
+        assert made[1]() is not None
+        await b.close()
+
+    _serve(world, test, max_sessions=2)
+
+
+def test_a_long_step_does_not_block_other_tabs(world):
+    """Inference runs in a thread pool: while one tab's step is stuck, the page, the status
+    endpoint and another tab's steps are still served."""
+    gate = threading.Event()
+    made = []
+    original = world.new_session
+
+    def gated():
+        session = original()
+        made.append(session)
+        if len(made) == 1:  # the first tab's steps wait for the gate
+            step = session.step
+
+            def slow(action):
+                assert gate.wait(30)
+                return step(action)
+
+            session.step = slow
+        return session
+
+    world.new_session = gated
+
+    async def test(client, _server):
+        a = await client.ws_connect("/ws")
+        await _json(a)
+        await _frame(a)
+        await a.send_json({"type": "step", "action": 0})  # stuck until the gate opens
+        b = await client.ws_connect("/ws")
+        await _json(b)
+        await _frame(b)
+        await b.send_json({"type": "step", "action": 1})
+        meta, _ = await _frame(b)
+        assert meta["frame"] == 1
+        assert (await client.get("/")).status == 200
+        assert not gate.is_set()  # all of the above happened while tab A's step was running
+        gate.set()
+        meta, _ = await _frame(a)
+        assert meta["frame"] == 1 and meta["action"] == 0
+
+    _serve(world, test)
+
+
+def test_play_runs_far_past_the_window_with_bounded_caches(world):
+    """64 frames with a 6-frame window: the caches keep window - 1 frames, positions go on."""
+    session = world.new_session()
+    session.sampling.steps = 2
+    window = world.config.frames
+    frames = [session.reset(_prompt(), seed=0)]
+    frames += [session.step(i % world.num_actions) for i in range(63)]
+    assert session.frames == 64 and all(f.shape == (32, 32, 3) for f in frames)
+    for cache in (session._dyn_cache, session._dec_cache):
+        assert cache.length == window - 1 and cache.next_pos == 64
+    assert len({f.tobytes() for f in frames[-8:]}) > 1  # still moving, not stuck
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["play", "--world", str(tmp_path / "missing"), "--no-browser"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["play", "--world", str(tmp_path), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert main(["play", "--world", str(tmp_path), "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+@pytest.fixture
+def saved_world(world, tmp_path):
+    return world.save(tmp_path / "world")
+
+
+def _start_cli(args: list[str]) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opengenie.cli", "play", "--no-browser", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()  # the first line names the URL
+    if "http://" not in line:
+        proc.kill()
+        raise AssertionError(f"no URL printed: {line!r} {proc.stdout.read()!r}")
+    return proc, line.split("http://")[1].split()[0].rstrip("/")
+
+
+def test_cli_serves_the_page_and_stops_cleanly(saved_world, tmp_path):
+    Image.fromarray(_prompt(48)).save(tmp_path / "p.png")
+    proc, address = _start_cli(
+        ["--world", str(saved_world), "--port", "0", "--prompt", str(tmp_path / "p.png")]
+    )
+    try:
+        assert address.startswith("127.0.0.1:")  # local only by default
+        with urllib.request.urlopen(f"http://{address}", timeout=30) as response:
+            assert b"<canvas" in response.read()
+        # A second server on the same port is refused with a one-line error.
+        busy = subprocess.run(
+            [sys.executable, "-m", "opengenie.cli", "play", "--no-browser"]
+            + ["--world", str(saved_world), "--port", address.split(":")[1]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert busy.returncode == 2 and "cannot listen" in busy.stderr
+        assert "Traceback" not in busy.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in out
+
+
+def test_cli_bad_prompt_is_one_line(saved_world, tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    assert main(["play", "--world", str(saved_world), "--prompt", str(tmp_path / "bad.png")]) == 2
+    assert "cannot read prompt image" in capsys.readouterr().err
+
+
+def test_bench_play_writes_its_figures(saved_world, tmp_path):
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(saved_world), "--out", str(out)]
+    assert main([*args, "--frames", "2", "--rounds", "1", "--steps", "2"]) == 0
+    report = json.loads(out.read_text())
+    assert report["play_defaults"]["steps"] == 2
+    assert set(report["settings"]) == {"default", "paper_steps", "default_fp32", "paper_steps_fp32"}
+    assert report["settings"]["paper_steps"]["steps"] == 25
+    assert all(v["frames_per_s"] > 0 for v in report["settings"].values())
+    speedup = report["cache_speedup"]["default"]
+    assert speedup["speedup"] > 0 and speedup["recomputed_frames_per_s"] > 0

@@ -1,0 +1,300 @@
+"""`opengenie play` in a real browser: headless Chromium driven by Selenium (REFERENCE.md §3).
+
+Loads the page, presses keys, watches the canvas change between frames, uploads prompts and
+saves a screenshot. Needs Debian's `chromium` and `chromium-driver` and `pip install selenium`;
+skipped, saying which is missing, without them.
+
+Set OPENGENIE_PLAY_SCREENSHOT=path to also write the screenshot there (docs/play_screenshot.png
+for the README) and OPENGENIE_PLAY_WORLD=dir to play that world instead of a random one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from opengenie.models import World
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+try:
+    import selenium  # noqa: F401
+
+    HAVE_SELENIUM = True
+except ImportError:
+    HAVE_SELENIUM = False
+
+_missing = [
+    name
+    for name, ok in (
+        ("Debian package chromium", CHROMIUM is not None),
+        (f"Debian package chromium-driver ({CHROMEDRIVER})", Path(CHROMEDRIVER).exists()),
+        ("Python package selenium", HAVE_SELENIUM),
+    )
+    if not ok
+]
+pytestmark = pytest.mark.skipif(
+    bool(_missing), reason=f"browser test needs {', '.join(_missing)} (see .ci/run)"
+)
+
+ACTION_MAP = {
+    "names": {"0": "right", "1": "none", "2": "right+jump", "3": "left+jump", "4": "left"},
+    "keys": {"left": 4, "right": 0, "jump": 5, "none": 1, "left+jump": 3, "right+jump": 2},
+}
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,820",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, small_config_module):
+    root = tmp_path_factory.mktemp("play")
+    world_dir = os.environ.get("OPENGENIE_PLAY_WORLD")
+    if not world_dir:
+        torch.manual_seed(0)
+        world = World(small_config_module)
+        world.action_map = ACTION_MAP
+        world_dir = str(world.save(root / "world"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opengenie.cli", "play", "--world", world_dir, "--port", "0"]
+        + ["--no-browser", "--max-upload-mb", "0.05"]
+        + ([] if os.environ.get("OPENGENIE_PLAY_WORLD") else ["--steps", "4"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        raise AssertionError(f"play printed no URL: {line!r} {proc.stdout.read()!r}")
+    url = "http://" + line.split("http://")[1].split()[0]
+    yield url, root
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def small_config_module():
+    from opengenie.config import preset
+
+    # The conftest's small model (fast), as a module-scoped fixture for the shared server.
+    return preset(
+        "tiny",
+        [
+            "tokenizer.dim=32",
+            "tokenizer.ffn=64",
+            "tokenizer.heads=2",
+            "tokenizer.enc_depth=1",
+            "tokenizer.dec_depth=1",
+            "tokenizer.quantizer.codes=64",
+            "tokenizer.quantizer.code_dim=8",
+            "lam.dim=32",
+            "lam.ffn=64",
+            "lam.heads=2",
+            "lam.enc_depth=1",
+            "lam.dec_depth=1",
+            "dynamics.dim=32",
+            "dynamics.ffn=64",
+            "dynamics.heads=2",
+            "dynamics.depth=2",
+            "frames=6",
+            "image_size=32",
+        ],
+    )
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")  # fresh profile
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, script: str, timeout: float = 60.0, what: str = ""):
+    """Poll a JS expression until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return ({script});")
+        if value:
+            return value
+        time.sleep(0.05)
+    state = driver.execute_script(
+        "return {frames: opengenie.frames, meta: opengenie.meta, "
+        "message: document.getElementById('message').textContent};"
+    )
+    raise AssertionError(f"timed out waiting for {what or script}; page state {state}")
+
+
+def _canvas(driver) -> str:
+    return driver.execute_script("return document.getElementById('screen').toDataURL();")
+
+
+def _status(url: str) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "status", timeout=30) as response:
+        return json.loads(response.read())["sessions"]
+
+
+def test_play_in_headless_chromium(server, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, root = server
+    browser.get(url)
+    _wait(browser, "window.opengenie && opengenie.frames >= 1", what="the prompt frame")
+    info = browser.execute_script("return opengenie.info;")
+    keys = info["actions"]["keys"]
+    legend = browser.find_element(By.ID, "legend").text
+    custom = bool(os.environ.get("OPENGENIE_PLAY_WORLD"))  # not the test's own world
+    assert f"latent action {info['num_actions'] - 1}" in legend and "reset" in legend
+    if not custom:
+        assert "latent action 0 (right)" in legend and "left → action 4" in legend
+    assert browser.execute_script(
+        "return getComputedStyle(document.getElementById('screen')).imageRendering;"
+    ) in ("pixelated", "crisp-edges")
+    first = _canvas(browser)
+    canvas = browser.find_element(By.ID, "screen")
+    canvas.click()
+
+    # Key 2 -> latent action 1 (0-based underneath); the canvas changes.
+    ActionChains(browser).send_keys("2").perform()
+    _wait(browser, "opengenie.meta.frame === 1", what="frame 1")
+    assert browser.execute_script("return opengenie.meta.action;") == 1
+    assert browser.find_element(By.ID, "action").text.startswith("1")
+    second = _canvas(browser)
+    assert second != first
+
+    # Arrows use the world's action_map: right, and left+jump as a held combo. (The test's
+    # world has a full map; a world from OPENGENIE_PLAY_WORLD may have none.)
+    arrows = "right" in keys and "left+jump" in keys
+    if arrows or not custom:
+        ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+        _wait(browser, "opengenie.meta.frame === 2", what="frame 2")
+        assert browser.execute_script("return opengenie.meta.action;") == keys["right"]
+        assert _canvas(browser) != second
+        hold = ActionChains(browser).key_down(Keys.ARROW_LEFT).key_down(Keys.ARROW_UP)
+        release = ActionChains(browser).key_up(Keys.ARROW_UP).key_up(Keys.ARROW_LEFT)
+        hold.perform()
+        _wait(browser, f"opengenie.meta.action === {keys['left+jump']}", what="left+jump")
+    else:
+        hold = ActionChains(browser).key_down("3")
+        release = ActionChains(browser).key_up("3")
+        hold.perform()
+
+    # Holding keys keeps stepping; releasing them stops the world.
+    start = browser.execute_script("return opengenie.frames;")
+    _wait(browser, f"opengenie.frames >= {start + 3}", what="steps while a key is held")
+    release.perform()
+    time.sleep(0.5)  # let a step in flight land
+    settled = browser.execute_script("return opengenie.frames;")
+    time.sleep(0.7)
+    assert browser.execute_script("return opengenie.frames;") == settled
+    assert float(browser.find_element(By.ID, "ms").text) > 0
+
+    # Auto-advance steps on its own (with the map's "none" action) until it is unticked.
+    auto = browser.find_element(By.ID, "auto")
+    auto.click()
+    none = keys.get("none", "opengenie.lastAction")
+    _wait(browser, f"opengenie.frames >= {settled + 3} && opengenie.meta.action === {none}")
+    auto.click()
+    time.sleep(0.5)
+    stopped = browser.execute_script("return opengenie.frames;")
+    time.sleep(0.5)
+    assert browser.execute_script("return opengenie.frames;") == stopped
+
+    # Per-tab settings: steps -> 2, applied on the next frame.
+    steps = browser.find_element(By.ID, "steps")
+    steps.send_keys(Keys.CONTROL, "a")  # replace the field's value, then leave the field
+    steps.send_keys("2", Keys.TAB)
+    _wait(browser, "opengenie.settings && opengenie.settings.steps === 2", what="settings")
+    canvas.click()
+    ActionChains(browser).send_keys("1").perform()
+    _wait(browser, "opengenie.meta.steps === 2 && opengenie.meta.action === 0", what="2 steps")
+
+    # Uploads: not an image, too large (checked in the page), then a real one.
+    upload = browser.find_element(By.ID, "upload")
+    junk = tmp_path / "notes.png"
+    junk.write_bytes(b"this is not an image")
+    upload.send_keys(str(junk))
+    _wait(browser, "document.getElementById('message').textContent.includes('refused')")
+    assert "not a readable image" in browser.find_element(By.ID, "message").text
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG" + os.urandom(80_000))  # over --max-upload-mb 0.05
+    upload.send_keys(str(huge))
+    _wait(browser, "document.getElementById('message').textContent.includes('limit')")
+    pixels = np.zeros((60, 90, 3), np.uint8)
+    pixels[:, :, 0] = 255  # a red prompt: easy to see it arrived
+    good = tmp_path / "red.png"
+    Image.fromarray(pixels).save(good)
+    before = browser.execute_script("return opengenie.frames;")
+    upload.send_keys(str(good))
+    _wait(browser, f"opengenie.frames > {before} && opengenie.meta.frame === 0", what="reset")
+    assert "new prompt loaded" in browser.find_element(By.ID, "message").text
+    assert _status(url) == 1
+
+    # A second tab gets its own session; closing it frees it.
+    main_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(url)
+    _wait(browser, "window.opengenie && opengenie.frames >= 1", what="second tab")
+    assert _status(url) == 2
+    browser.close()
+    browser.switch_to.window(main_tab)
+    deadline = time.monotonic() + 30
+    while _status(url) != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _status(url) == 1
+
+    # Back to the starting settings, hold a key and take the picture while the world plays
+    # (the frame rate is live then).
+    steps.send_keys(Keys.CONTROL, "a")
+    steps.send_keys(str(info["settings"]["steps"]), Keys.TAB)
+    _wait(browser, f"opengenie.settings.steps === {info['settings']['steps']}", what="steps")
+    canvas.click()
+    ActionChains(browser).key_down("1").perform()
+    _wait(browser, "opengenie.meta.frame >= 8 && opengenie.fps > 0", what="frames to show")
+    browser.execute_script("window.scrollTo(0, 0);")
+    time.sleep(1.0)  # the frame-rate display averages over the last second
+    shot = tmp_path / "play.png"
+    assert browser.save_screenshot(str(shot))
+    ActionChains(browser).key_up("1").perform()
+    image = Image.open(io.BytesIO(shot.read_bytes()))
+    assert image.size[0] >= 600 and len(np.unique(np.asarray(image.convert("L")))) > 10
+    target = os.environ.get("OPENGENIE_PLAY_SCREENSHOT")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
