@@ -155,3 +155,32 @@ def test_ddp_two_cpu_processes(data, tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len([x for x in lines if '"train"' in x]) == 3  # only rank 0 logs
     World  # noqa: B018 (imported for the wrong-checkpoint test above)
+
+
+def test_bf16_minutes_and_compile_options_take_effect(data, tmp_path, monkeypatch):
+    assert _train("tokenizer", data, tmp_path / "fp32", 1, "--no-bf16") == 0
+    assert _train("tokenizer", data, tmp_path / "bf16", 1, "--bf16") == 0
+    assert _losses(tmp_path / "fp32")[1] != _losses(tmp_path / "bf16")[1]
+    assert _train("tokenizer", data, tmp_path / "m", 100_000, "--minutes", "0.01") == 0
+    assert 1 <= max(_losses(tmp_path / "m")) < 100_000  # stopped by the clock
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    assert _train("tokenizer", data, tmp_path / "c", 1, "--compile") == 0
+    assert len(compiled) == 1
+
+
+def test_val_data_option_picks_the_validation_set(data, tmp_path, capsys):
+    from opengenie.data import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "train_only", episodes=2, length=12, size=32)
+    other = tmp_path / "t"
+    code = _train("tokenizer", tmp_path / "train_only", other, 2, "--val-every", "2")
+    assert code == 0 and not (other / "best").exists()  # no val split: no validation
+    out = tmp_path / "v"
+    code = _train(
+        "tokenizer", tmp_path / "train_only", out, 2, "--val-every", "2", "--val-data", str(data)
+    )
+    assert code == 0 and (out / "best" / "best.json").exists()
+    capsys.readouterr()
+    bad = _train("tokenizer", data, tmp_path / "x", 1, "--val-data", str(tmp_path / "train_only"))
+    assert bad == 2 and "no val episodes" in capsys.readouterr().err

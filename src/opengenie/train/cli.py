@@ -17,7 +17,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="total steps to reach (default: the preset's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget per phase")
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast (default: the preset's choice per phase)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--keep", type=int, default=3, help="keep the last K checkpoints")

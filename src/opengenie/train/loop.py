@@ -27,7 +27,7 @@ class RunOptions:
     steps: int | None = None  # total optimiser steps to reach (also after resume)
     minutes: float | None = None  # wall-clock budget for this phase
     device: str = "cpu"
-    bf16: bool = False
+    bf16: bool | None = None  # None: the phase's own setting (OptimConfig.bf16)
     compile: bool = False
     save_every: int = 500
     keep: int = 3  # last K checkpoints kept
@@ -92,9 +92,10 @@ def run_phase(
         forward = torch.compile(forward)
     target = opts.steps if opts.steps is not None else optim.steps
     deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
+    bf16 = optim.bf16 if opts.bf16 is None else opts.bf16
     autocast = (
         torch.autocast(device_type=torch.device(dist.device).type, dtype=torch.bfloat16)
-        if opts.bf16
+        if bf16
         else contextlib.nullcontext()
     )
     logger = _Logger(run, opts, dist.is_main)
