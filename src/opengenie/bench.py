@@ -46,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     tok.add_argument("--warmup", type=int, default=3, help="untimed steps of each first")
     tok.add_argument("--batch", type=int, default=8)
     tok.add_argument("--bf16", action="store_true", help="bf16 autocast for ours")
+    tok.add_argument("--compile", action="store_true", help="torch.compile ours")
     tok.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     tok.add_argument("--out", default="bench/results/tokenizer_vs_reference.json")
     tok.set_defaults(func=run_tokenizer_vs_reference)
@@ -193,7 +194,7 @@ def _reference_step(path: str, batch: int, config: GenieConfig):
     return step, sum(p.numel() for p in params)
 
 
-def _our_tokenizer_step(batch: int, config: GenieConfig, bf16: bool):
+def _our_tokenizer_step(batch: int, config: GenieConfig, bf16: bool, compile_: bool = False):
     import numpy as np
 
     from opengenie.models import VideoTokenizer
@@ -203,11 +204,12 @@ def _our_tokenizer_step(batch: int, config: GenieConfig, bf16: bool):
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     rng = np.random.default_rng(0)
     shape = (batch, config.frames, config.image_size, config.image_size, 3)
+    forward = torch.compile(model) if compile_ else model
 
     def step() -> None:  # what the trainer does per step, data conversion included
         video = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).float().div_(255)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(video)["loss"]
+            loss = forward(video)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -218,7 +220,7 @@ def _our_tokenizer_step(batch: int, config: GenieConfig, bf16: bool):
 def run_tokenizer_vs_reference(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)  # as in training (see train/loop.py)
     config = preset("tiny", args.set)
-    ours, our_params = _our_tokenizer_step(args.batch, config, args.bf16)
+    ours, our_params = _our_tokenizer_step(args.batch, config, args.bf16, args.compile)
     ref, ref_params = _reference_step(args.reference, args.batch, config)
     times: dict[str, list[float]] = {"opengenie": [], "reference": []}
     for _ in range(args.warmup):
@@ -243,6 +245,7 @@ def run_tokenizer_vs_reference(args: argparse.Namespace) -> int:
             "frames": config.frames,
         },
         "ours_bf16_autocast": args.bf16,
+        "ours_compiled": args.compile,
         "params": {"opengenie": our_params, "reference": ref_params},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

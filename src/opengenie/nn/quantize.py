@@ -119,9 +119,10 @@ class FSQ(nn.Module):
 
 
 def _usage_stats(counts: torch.Tensor) -> dict:
+    """Codes used and perplexity, as 0-dim tensors (no host sync: torch.compile keeps one graph)."""
     probs = counts.float() / counts.sum().clamp(min=1)
     entropy = -(probs * probs.clamp(min=1e-12).log()).sum()
-    return {"codes_used": int((counts > 0).sum()), "perplexity": float(entropy.exp())}
+    return {"codes_used": (counts > 0).sum(), "perplexity": entropy.exp()}
 
 
 def build_quantizer(cfg, dim: int) -> nn.Module:
