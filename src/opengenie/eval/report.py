@@ -1,0 +1,324 @@
+"""metrics.json and a self-contained HTML report (PNG images inlined as base64, an SVG plot).
+
+The report opens offline: no scripts, no fonts, no files next to it. Frame strips are drawn
+with Pillow; the PSNR-vs-horizon plot is inline SVG (no plotting library needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SCHEMA = "opengenie-eval/1"
+GAP = 2  # pixels between frames in a strip
+STRIP_WIDTH = 1100  # pixels of page width for a strip of frames
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temp file + rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null (strict parsers reject the bare tokens)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def metrics_json(metrics: dict[str, Any]) -> str:
+    return json.dumps(_clean({"schema": SCHEMA, **metrics}), indent=2, allow_nan=False) + "\n"
+
+
+def strip(frames: np.ndarray, scale: int = 2) -> Image.Image:
+    """uint8 frames (T, H, W, 3) side by side, GAP white pixels apart, upscaled (nearest)."""
+    t, h, w, _ = frames.shape
+    canvas = np.full((h, t * w + (t - 1) * GAP, 3), 255, dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        canvas[:, i * (w + GAP) : i * (w + GAP) + w] = frame
+    image = Image.fromarray(canvas)
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
+def png_uri(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _scale(frames: np.ndarray) -> int:
+    """Integer upscaling (crisp pixels) as far as the page width allows for this strip."""
+    width = frames.shape[0] * (frames.shape[2] + GAP)
+    return max(1, min(3, STRIP_WIDTH // width))
+
+
+def _img(frames: np.ndarray, alt: str, scale: int) -> str:
+    # A scrolling box for anything wider than the page keeps the pixel scale of a figure.
+    uri = png_uri(strip(frames, scale))
+    return f'<div class="strip"><img src="{uri}" alt="{html.escape(alt)}"></div>'
+
+
+def svg_plot(
+    series: list[tuple[str, list[float], list[float]]],
+    xlabel: str,
+    ylabel: str,
+    hlines: list[tuple[str, float]] | None = None,
+    width: int = 640,
+    height: int = 320,
+) -> str:
+    """A line plot as inline SVG: series of (label, xs, ys); hlines as dashed references."""
+    hlines = [(lab, y) for lab, y in (hlines or []) if y is not None and math.isfinite(y)]
+    pts = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+    if not pts:
+        return "<p>(nothing to plot)</p>"
+    xs_all = [p[0] for p in pts]
+    ys_all = [p[1] for p in pts] + [y for _, y in hlines]
+    x0, x1 = min(xs_all), max(xs_all)
+    y0, y1 = math.floor(min(ys_all) - 0.5), math.ceil(max(ys_all) + 0.5)
+    x1 = x1 if x1 > x0 else x0 + 1
+    left, right, top, bottom = 56, 180, 16, 44
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * ph
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+    ]
+    ystep = max(1, math.ceil((y1 - y0) / 8))
+    for yv in range(int(y0), int(y1) + 1, ystep):
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" '
+            f'stroke="#eee"/><text x="{left - 6}" y="{sy(yv) + 4:.1f}" '
+            f'text-anchor="end">{yv}</text>'
+        )
+    for xv in sorted(set(xs_all)):
+        out.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
+    out.append(
+        f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">'
+        f"{html.escape(xlabel)}</text>"
+        f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
+        f"{html.escape(ylabel)}</text>"
+    )
+    legend_y = top + 8
+    for i, (label, yv) in enumerate(hlines):
+        c = "#777" if i == 0 else "#bbb"
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" '
+            f'stroke="{c}" stroke-dasharray="5 4"/>'
+            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{legend_y}" '
+            f'y2="{legend_y}" stroke="{c}" stroke-dasharray="5 4"/>'
+            f'<text x="{left + pw + 34}" y="{legend_y + 4}">{html.escape(label)}</text>'
+        )
+        legend_y += 16
+    for i, (label, xs, ys) in enumerate(series):
+        c = COLOURS[i % len(COLOURS)]
+        good = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in good)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        for x, y in good:
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{c}"/>')
+        out.append(
+            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{legend_y}" '
+            f'y2="{legend_y}" stroke="{c}" stroke-width="2"/>'
+            f'<text x="{left + pw + 34}" y="{legend_y + 4}">{html.escape(label)}</text>'
+        )
+        legend_y += 16
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+    return html.escape(str(value))
+
+
+def _row(name: str, value: str, note: str = "") -> str:
+    return f"<tr><th>{html.escape(name)}</th><td>{value}</td><td>{html.escape(note)}</td></tr>"
+
+
+def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -> str:
+    """The report page: numbers with their settings, the plot, and the frame strips."""
+    tok, dyn, fvd, act, st = (
+        metrics["tokenizer"],
+        metrics["dynamics"],
+        metrics["fvd"],
+        metrics["actions"],
+        metrics["settings"],
+    )
+    d = dyn["delta_t_psnr"]
+    rows = [
+        _row("tokenizer PSNR", f"{_fmt(tok['psnr'])} dB", f"{st['clip_frames']}-frame clips"),
+        _row("tokenizer SSIM", _fmt(tok["ssim"], 4), ""),
+        _row(
+            "next-frame PSNR / SSIM (teacher-forced)",
+            f"{_fmt(dyn['next_frame_psnr'])} dB / {_fmt(dyn['next_frame_ssim'], 4)}",
+            "real context, one position per clip",
+        ),
+        _row(
+            f"ΔtPSNR (t = {d['t']})",
+            f"<b>{_fmt(d['value'])}</b> dB [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]",
+            f"95% bootstrap; {d['label']}, {d['mode']} sampling, {d['clips']} clips",
+        ),
+        _row(
+            f"frame-{d['t']} PSNR, inferred / random actions",
+            f"{_fmt(d['frame_psnr'])} / {_fmt(d['frame_psnr_random'])} dB",
+            "random: uniform over the codes in use",
+        ),
+    ]
+    for e in dyn["delta_t_psnr_extra"]:
+        rows.append(
+            _row(
+                f"ΔtPSNR (t = {e['t']}), {e['label']}",
+                f"{_fmt(e['value'])} dB [{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]",
+                f"frame PSNR {_fmt(e['frame_psnr'])} / {_fmt(e['frame_psnr_random'])} dB",
+            )
+        )
+    if fvd.get("value") is not None:
+        rows.append(_row(f"FVD@{fvd['n']}", f"<b>{_fmt(fvd['value'], 1)}</b>", "I3D Kinetics-400"))
+    else:
+        rows.append(_row(f"FVD@{fvd['n']}", "n/a", fvd.get("reason") or ""))
+    used = ", ".join(str(c) for c in act["codes_used"])
+    rows.append(_row("latent action codes in use", used, f"of {act['num_codes']} (>= 1%)"))
+    if act.get("nmi") is not None:
+        rows.append(
+            _row(
+                "action NMI / best-mapping accuracy",
+                f"{_fmt(act['nmi'], 3)} / {_fmt(act['accuracy'], 3)}",
+                f"one-to-one accuracy {_fmt(act['accuracy_one_to_one'], 3)}; "
+                f"groups: {', '.join(act['groups'])}",
+            )
+        )
+    else:
+        rows.append(_row("action NMI", "n/a", act.get("reason", "")))
+
+    horizon = list(range(1, len(dyn["rollout_psnr"]) + 1))
+    t = d["t"]
+    plot = svg_plot(
+        [
+            ("rollout, inferred actions", horizon, dyn["rollout_psnr"]),
+            (
+                "teacher-forced next frame",
+                horizon,
+                [v if v is not None else math.nan for v in dyn["next_frame_psnr_by_position"]],
+            ),
+            (f"frame {t}, random actions", [t], [d["frame_psnr_random"]]),
+        ],
+        "frames after the prompt",
+        "PSNR (dB)",
+        hlines=[("tokenizer reconstruction", tok["psnr"])],
+    )
+    names = act.get("mapping") or {}
+    sections = [
+        "<h2>Settings</h2><pre>" + html.escape(json.dumps(st, indent=1)) + "</pre>",
+        "<h2>PSNR against the horizon</h2>" + plot,
+    ]
+    clips = pictures.get("clips") or []
+    if pictures.get("recon") is not None:
+        body, k = [], _scale(pictures["real"][0])
+        for i in range(len(pictures["recon"])):
+            ep, start = clips[i]
+            body.append(
+                f"<p>episode {ep}, frames {start}..</p><table>"
+                f"<tr><th>real</th><td>{_img(pictures['real'][i], 'real', k)}</td></tr>"
+                f"<tr><th>reconstructed</th><td>{_img(pictures['recon'][i], 'recon', k)}</td></tr>"
+                "</table>"
+            )
+        sections.append("<h2>Real vs reconstructed</h2>" + "".join(body))
+    if pictures.get("generated") is not None:
+        body, k = [], _scale(pictures["real"][0])
+        for i in range(min(len(pictures["generated"]), len(clips))):
+            ep, start = clips[i]
+            rnd = pictures["random"][i] if pictures.get("random") is not None else None
+            body.append(
+                f"<p>episode {ep}, frames {start}.. (the first frame is the prompt)</p><table>"
+                f"<tr><th>real</th><td>{_img(pictures['real'][i], 'real', k)}</td></tr>"
+                f"<tr><th>generated, inferred actions</th>"
+                f"<td>{_img(pictures['generated'][i], 'generated', k)}</td></tr>"
+                + (
+                    f"<tr><th>generated, random actions</th><td>{_img(rnd, 'random', k)}</td></tr>"
+                    if rnd is not None
+                    else ""
+                )
+                + "</table>"
+            )
+        sections.append("<h2>Real vs generated rollouts</h2>" + "".join(body))
+    for i, strips in enumerate(pictures.get("buttons") or []):
+        body, k = [], _scale(strips[0])
+        for code in range(len(strips)):
+            label = f"action {code}"
+            if str(code) in names:
+                label += f" ({names[str(code)]})"
+            if code not in act["codes_used"]:
+                label += " — rarely used"
+            body.append(
+                f"<tr><th>{html.escape(label)}</th><td>{_img(strips[code], label, k)}</td></tr>"
+            )
+        sections.append(
+            f"<h2>What each button does (start frame {i + 1})</h2>"
+            f"<p>Each latent action repeated for {len(strips[0]) - 1} frames.</p>"
+            "<table>" + "".join(body) + "</table>"
+        )
+    timing = metrics.get("timing", {})
+    sections.append(
+        "<h2>Runtime</h2><pre>"
+        + html.escape("\n".join(f"{k}: {v:.1f} s" for k, v in timing.items()))
+        + "</pre>"
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1340px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:.5em 0}th,td{text-align:left;padding:3px 10px;"
+        "vertical-align:middle}th{font-weight:normal;color:#444;white-space:nowrap}"
+        "img{image-rendering:pixelated}.strip{overflow-x:auto;max-width:1110px}"
+        "pre{background:#f6f6f6;padding:.6em;font-size:12px}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table>{''.join(rows)}</table>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )
+
+
+def write_report(
+    out_dir: str | os.PathLike, metrics: dict[str, Any], pictures: dict[str, Any], title: str
+) -> tuple[Path, Path]:
+    """Write metrics.json and report.html (each atomically) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "metrics.json", metrics_json(metrics))
+    atomic_write_text(out / "report.html", render_html(metrics, pictures, title))
+    return out / "metrics.json", out / "report.html"

@@ -1,0 +1,125 @@
+"""`opengenie eval` end to end on a tiny synthetic dataset with a random small world."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from opengenie.cli import main
+from opengenie.config import preset
+from opengenie.data import make_synthetic_dataset
+from opengenie.models import World
+
+SMALL = [
+    "tokenizer.dim=32",
+    "tokenizer.ffn=64",
+    "tokenizer.heads=2",
+    "tokenizer.enc_depth=1",
+    "tokenizer.dec_depth=1",
+    "tokenizer.quantizer.codes=64",
+    "tokenizer.quantizer.code_dim=8",
+    "lam.dim=32",
+    "lam.ffn=64",
+    "lam.heads=2",
+    "lam.enc_depth=1",
+    "lam.dec_depth=1",
+    "dynamics.dim=32",
+    "dynamics.ffn=64",
+    "dynamics.heads=2",
+    "dynamics.depth=1",
+    "image_size=32",
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    make_synthetic_dataset(root / "data", episodes=5, length=24, size=32, split="test")
+    make_synthetic_dataset(root / "data", episodes=1, length=24, size=32, split="train")
+    World(preset("tiny", SMALL)).save(root / "world")
+    return root
+
+
+def _eval(root, *extra: str) -> int:
+    args = ["eval", "--world", str(root / "world"), "--data", str(root / "data")]
+    args += ["--fvd-cache", str(root / "cache"), "--batch-size", "5", "--steps", "3", "--quiet"]
+    return main(args + list(extra))
+
+
+def test_eval_writes_metrics_report_and_action_map(setup, capsys) -> None:
+    root = setup
+    out = root / "report"
+    code = _eval(root, "--clips", "5", "--fvd-clips", "3", "--out", str(out))
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["schema"] == "opengenie-eval/1"
+    for key in ("psnr", "ssim"):
+        assert isinstance(m["tokenizer"][key], float)
+    d = m["dynamics"]["delta_t_psnr"]
+    assert {"value", "ci_low", "ci_high", "frame_psnr"} <= set(d)
+    assert d["ci_low"] <= d["value"] <= d["ci_high"]
+    assert isinstance(m["dynamics"]["next_frame_psnr"], float)
+    assert [e["steps"] for e in m["dynamics"]["delta_t_psnr_extra"]] == [8]  # play's, labelled
+    s = m["settings"]
+    assert (s["clips"], s["episodes"], s["steps"], s["t"], s["split"]) == (5, 5, 3, 4, "test")
+    assert s["protocol"] is False  # --steps 3 is not the protocol's 25
+    assert m["fvd"]["n"] == 3
+    if m["fvd"]["value"] is None:  # I3D weights not installed: a reason, never a number
+        assert m["fvd"]["reason"]
+    else:
+        assert m["fvd"]["value"] >= 0 and m["fvd"]["real_stats"] == "computed"
+    assert m["actions"]["nmi"] is not None and m["actions"]["codes_used"]
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<svg" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # offline
+    amap = json.loads((root / "world" / "action_map.json").read_text())
+    assert set(amap) == {"names", "keys", "nmi", "accuracy"}
+    names = {"left", "right", "up", "down", "noop"}
+    assert set(amap["names"].values()) <= names
+    assert all(amap["names"][str(code)] == name for name, code in amap["keys"].items())
+    assert World.load(root / "world").action_map == amap  # what play reads
+    assert "ΔtPSNR" in capsys.readouterr().out
+
+    # Again with FVD: the real statistics now come from the cache.
+    code = _eval(root, "--clips", "5", "--fvd-clips", "3", "--extra-steps", "", "--out", str(out))
+    assert code == 0
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["dynamics"]["delta_t_psnr_extra"] == []
+    if m2["fvd"]["value"] is not None:
+        assert m2["fvd"]["real_stats"] == "cached"
+        assert m2["fvd"]["value"] == pytest.approx(m["fvd"]["value"], rel=1e-6)
+    assert m2["dynamics"]["delta_t_psnr"] == m["dynamics"]["delta_t_psnr"]  # seeded
+
+
+def test_eval_without_i3d_weights_reports_reason(setup, monkeypatch) -> None:
+    import opengenie.eval.i3d as i3d
+
+    monkeypatch.setattr(i3d, "load_i3d", lambda device="cpu": (None, "I3D weights not installed"))
+    out = setup / "noweights"
+    assert _eval(setup, "--clips", "3", "--extra-steps", "", "--out", str(out)) == 0
+    fvd = json.loads((out / "metrics.json").read_text())["fvd"]
+    assert fvd["value"] is None and fvd["reason"] == "I3D weights not installed"
+    assert "n/a" in (out / "report.html").read_text()
+
+
+def _error(capsys, args: list[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("opengenie: error:") and "\n" not in err
+    return err
+
+
+def test_eval_bad_input_is_one_line(setup, tmp_path, capsys) -> None:
+    root = setup
+    world, data = str(root / "world"), str(root / "data")
+    assert "does not exist" in _error(capsys, ["eval", "--world", world, "--data", "/nope"])
+    err = _error(capsys, ["eval", "--world", data, "--data", data])
+    assert "data set" in err
+    assert "not a directory" in _error(capsys, ["eval", "--world", "/nope", "--data", data])
+    err = _error(capsys, ["eval", "--world", world, "--data", data, "--split", "val"])
+    assert "no val episodes" in err
+    err = _error(capsys, ["eval", "--world", world, "--data", data, "--split", "dev"])
+    assert "unknown split" in err
+    err = _error(capsys, ["eval", "--world", world, "--data", data, "--steps", "0"])
+    assert "steps must be >= 1" in err
