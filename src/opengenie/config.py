@@ -313,7 +313,7 @@ def _small() -> GenieConfig:
         ),
         dynamics=DynamicsConfig(dim=384, depth=8, heads=8, ffn=1536),
         tokenizer_optim=OptimConfig(
-            lr=3e-4, min_lr=3e-4, warmup_steps=1000, batch_size=16, steps=50_000
+            lr=3e-4, min_lr=3e-4, warmup_steps=1000, batch_size=16, steps=50_000, bf16=True
         ),
         dynamics_optim=OptimConfig(
             lr=1e-4,
