@@ -34,32 +34,30 @@ def tiny_config():
     return preset("tiny")
 
 
+# A very small model: fast tests of behaviour that does not depend on size.
+SMALL_MODEL = [
+    "tokenizer.dim=32",
+    "tokenizer.ffn=64",
+    "tokenizer.heads=2",
+    "tokenizer.enc_depth=1",
+    "tokenizer.dec_depth=1",
+    "tokenizer.quantizer.codes=64",
+    "tokenizer.quantizer.code_dim=8",
+    "lam.dim=32",
+    "lam.ffn=64",
+    "lam.heads=2",
+    "lam.enc_depth=1",
+    "lam.dec_depth=1",
+    "dynamics.dim=32",
+    "dynamics.ffn=64",
+    "dynamics.heads=2",
+    "image_size=32",
+]
+
+
 @pytest.fixture
 def small_config():
-    """A very small model: fast tests of behaviour that does not depend on size."""
-    return preset(
-        "tiny",
-        [
-            "tokenizer.dim=32",
-            "tokenizer.ffn=64",
-            "tokenizer.heads=2",
-            "tokenizer.enc_depth=1",
-            "tokenizer.dec_depth=1",
-            "tokenizer.quantizer.codes=64",
-            "tokenizer.quantizer.code_dim=8",
-            "lam.dim=32",
-            "lam.ffn=64",
-            "lam.heads=2",
-            "lam.enc_depth=1",
-            "lam.dec_depth=1",
-            "dynamics.dim=32",
-            "dynamics.ffn=64",
-            "dynamics.heads=2",
-            "dynamics.depth=2",
-            "frames=6",
-            "image_size=32",
-        ],
-    )
+    return preset("tiny", [*SMALL_MODEL, "dynamics.depth=2", "frames=6"])
 
 
 @pytest.fixture(autouse=True)

@@ -7,25 +7,12 @@ from PIL import Image
 from opengenie.cli import build_parser, main
 from opengenie.models import World
 
+from .conftest import SMALL_MODEL
+
 SMALL = [
-    "tokenizer.dim=32",
-    "tokenizer.ffn=64",
-    "tokenizer.heads=2",
-    "tokenizer.enc_depth=1",
-    "tokenizer.dec_depth=1",
-    "tokenizer.quantizer.codes=64",
-    "tokenizer.quantizer.code_dim=8",
-    "lam.dim=32",
-    "lam.ffn=64",
-    "lam.heads=2",
-    "lam.enc_depth=1",
-    "lam.dec_depth=1",
-    "dynamics.dim=32",
-    "dynamics.ffn=64",
-    "dynamics.heads=2",
+    *SMALL_MODEL,
     "dynamics.depth=1",
     "frames=4",
-    "image_size=32",
     "tokenizer_optim.batch_size=2",
     "dynamics_optim.batch_size=2",
 ]

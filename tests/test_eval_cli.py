@@ -11,25 +11,9 @@ from opengenie.config import preset
 from opengenie.data import make_synthetic_dataset
 from opengenie.models import World
 
-SMALL = [
-    "tokenizer.dim=32",
-    "tokenizer.ffn=64",
-    "tokenizer.heads=2",
-    "tokenizer.enc_depth=1",
-    "tokenizer.dec_depth=1",
-    "tokenizer.quantizer.codes=64",
-    "tokenizer.quantizer.code_dim=8",
-    "lam.dim=32",
-    "lam.ffn=64",
-    "lam.heads=2",
-    "lam.enc_depth=1",
-    "lam.dec_depth=1",
-    "dynamics.dim=32",
-    "dynamics.ffn=64",
-    "dynamics.heads=2",
-    "dynamics.depth=1",
-    "image_size=32",
-]
+from .conftest import SMALL_MODEL
+
+SMALL = [*SMALL_MODEL, "dynamics.depth=1"]
 
 
 @pytest.fixture(scope="module")

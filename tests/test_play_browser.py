@@ -99,30 +99,10 @@ def server(tmp_path_factory, small_config_module):
 def small_config_module():
     from opengenie.config import preset
 
+    from .conftest import SMALL_MODEL
+
     # The conftest's small model (fast), as a module-scoped fixture for the shared server.
-    return preset(
-        "tiny",
-        [
-            "tokenizer.dim=32",
-            "tokenizer.ffn=64",
-            "tokenizer.heads=2",
-            "tokenizer.enc_depth=1",
-            "tokenizer.dec_depth=1",
-            "tokenizer.quantizer.codes=64",
-            "tokenizer.quantizer.code_dim=8",
-            "lam.dim=32",
-            "lam.ffn=64",
-            "lam.heads=2",
-            "lam.enc_depth=1",
-            "lam.dec_depth=1",
-            "dynamics.dim=32",
-            "dynamics.ffn=64",
-            "dynamics.heads=2",
-            "dynamics.depth=2",
-            "frames=6",
-            "image_size=32",
-        ],
-    )
+    return preset("tiny", [*SMALL_MODEL, "dynamics.depth=2", "frames=6"])
 
 
 @pytest.fixture
