@@ -17,7 +17,12 @@ from opengenie.models.world import WORLD_FORMAT, read_checkpoint_config
 from opengenie.train import checkpoint as ckpt
 from opengenie.train import distributed
 from opengenie.train.loop import Phase, RunOptions, run_phase
-from opengenie.train.validate import dynamics_validation, tokenizer_validation
+from opengenie.train.validate import (
+    dynamics_images,
+    dynamics_validation,
+    tokenizer_images,
+    tokenizer_validation,
+)
 
 
 @dataclass
@@ -75,6 +80,16 @@ def val_loader_factory(args: PhaseArgs, config: GenieConfig, batch_size: int):
     return make
 
 
+def _validation_hooks(make_val, scores, images, model, device: str) -> dict:
+    """Phase.validate / Phase.images on fresh copies of the fixed validation clips."""
+    if make_val is None:
+        return {"validate": None, "images": None}
+    return {
+        "validate": lambda: scores(model, make_val(), device),
+        "images": lambda: images(model, make_val(), device),
+    }
+
+
 def to_video(frames: torch.Tensor, device: str) -> torch.Tensor:
     return frames.to(device, non_blocking=True).float().div_(255)  # (B, T, H, W, C) in [0, 1]
 
@@ -118,10 +133,7 @@ def train_tokenizer(args: PhaseArgs) -> dict:
         model=model,
         saved=model,
         inputs=inputs,
-        validate=(lambda: tokenizer_validation(model, make_val(), device)) if make_val else None,
-        images=(lambda: tokenizer_validation.images(model, make_val(), device))
-        if make_val
-        else None,
+        **_validation_hooks(make_val, tokenizer_validation, tokenizer_images, model, device),
     )
     try:
         return run_phase(phase, loader, args.opts, run, info, resume_from)
@@ -211,10 +223,7 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         model=model,
         saved=world,
         inputs=inputs,
-        validate=(lambda: dynamics_validation(world, make_val(), device)) if make_val else None,
-        images=(lambda: dynamics_validation.images(world, make_val(), device))
-        if make_val
-        else None,
+        **_validation_hooks(make_val, dynamics_validation, dynamics_images, world, device),
     )
     try:
         return run_phase(phase, loader, args.opts, run, info, resume_from)

@@ -34,16 +34,13 @@ def tokenizer_validation(model: VideoTokenizer, loader, device: str) -> dict:
 
 
 @torch.no_grad()
-def _tokenizer_images(model: VideoTokenizer, loader, device: str) -> dict:
+def tokenizer_images(model: VideoTokenizer, loader, device: str) -> dict:
     from opengenie.train.phases import grid_image
 
     video = next(_batches(loader, device))[:2, :8]
     recon = model.decode(model.encode(video))
     rows = [x for pair in zip(video, recon, strict=True) for x in pair]
     return {"reconstructions": grid_image(rows)}
-
-
-tokenizer_validation.images = _tokenizer_images
 
 
 @torch.no_grad()
@@ -82,7 +79,7 @@ def _predict_last(world: World, video: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _dynamics_images(world: World, loader, device: str) -> dict:
+def dynamics_images(world: World, loader, device: str) -> dict:
     from opengenie.train.phases import grid_image
 
     video = next(_batches(loader, device))[:2, :8]
@@ -91,6 +88,3 @@ def _dynamics_images(world: World, loader, device: str) -> dict:
     for real, pred in zip(video, lam_pred, strict=True):
         rows += [real[1:], pred]
     return {"lam_predictions": grid_image(rows)}
-
-
-dynamics_validation.images = _dynamics_images
