@@ -60,6 +60,19 @@ def small_config():
     return preset("tiny", [*SMALL_MODEL, "dynamics.depth=2", "frames=6"])
 
 
+def count_step_logits(world) -> dict:
+    """Wrap world.dynamics.step_logits so tests can count model calls: returns {"n": calls}."""
+    calls = {"n": 0}
+    original = world.dynamics.step_logits
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    world.dynamics.step_logits = counting
+    return calls
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import torch
 from opengenie.models import Dynamics, LatentActionModel, VideoTokenizer, World, maskgit_fill
 from opengenie.models.maskgit import rollout
 
-from .conftest import synthetic_clip
+from .conftest import count_step_logits, synthetic_clip
 
 
 def test_tokenizer_shapes_and_range(small_config):
@@ -165,14 +165,7 @@ def test_world_action_changes_output_and_seed_reproduces(small_config):
 
 def test_world_steps_setting_takes_effect(small_config):
     world = World(small_config)
-    calls = {"n": 0}
-    original = world.dynamics.step_logits
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    world.dynamics.step_logits = counting
+    calls = count_step_logits(world)
     prompt = np.zeros((40, 50, 3), np.uint8)
     for steps in (3, 7):
         world.sampling.steps = steps

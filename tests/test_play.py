@@ -38,6 +38,8 @@ from opengenie.play.server import (
     encode_frame,
 )
 
+from .conftest import count_step_logits
+
 ACTION_MAP = {
     "names": {"0": "right", "1": "none", "3": "left+jump", "4": "left", "5": "jump"},
     "keys": {"left": 4, "right": 0, "jump": 5, "none": 1, "left+jump": 3},
@@ -205,14 +207,7 @@ def test_websocket_info_reset_step_and_errors(world):
 
 
 def test_settings_take_effect_per_tab_and_seeds_reproduce(world):
-    calls = {"n": 0}
-    original = world.dynamics.step_logits
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    world.dynamics.step_logits = counting
+    calls = count_step_logits(world)
 
     async def test(client, _server):
         a, b = await client.ws_connect("/ws"), await client.ws_connect("/ws")
