@@ -1,6 +1,9 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
 from opengenie.nn import STTransformer
+from opengenie.nn.st_transformer import _math_attention
 
 
 def _model(**kw):
@@ -82,3 +85,26 @@ def test_cache_slides_past_the_window_like_relative_attention():
     assert torch.allclose(outs[0], model(x[:, :1]), atol=1e-5)
     assert torch.isfinite(outs[-1]).all()
     assert not torch.allclose(outs[-1], model(x[:, 9:10]), atol=1e-3)
+
+
+@pytest.mark.parametrize("lq, lk", [(6, 6), (2, 6), (1, 6)])
+def test_math_attention_matches_sdpa(lq, lk):
+    # The bf16 CPU path must compute the same attention as the fused kernel (checked in fp32).
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, lq, 8), torch.randn(3, 2, lk, 8), torch.randn(3, 2, lk, 8)
+    mask = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(_math_attention(q, k, v, mask), expected, atol=1e-5)
+    free = F.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(_math_attention(q, k, v, None), free, atol=1e-5)
+
+
+def test_bf16_causal_attention_stays_causal():
+    torch.manual_seed(0)
+    model = STTransformer(dim=16, depth=2, heads=2, ffn=32, qk_norm=False).to(torch.bfloat16)
+    x = torch.randn(1, 5, 4, 16, dtype=torch.bfloat16)
+    changed = x.clone()
+    changed[:, 3:] += 1.0
+    out, out_changed = model(x), model(changed)
+    assert torch.equal(out[:, :3], out_changed[:, :3])  # the past never sees the future
+    assert not torch.equal(out[:, 3:], out_changed[:, 3:])

@@ -39,7 +39,8 @@ class VectorQuantizer(nn.Module):
         z = F.normalize(z.float(), dim=-1)  # (..., d)
         flat = z.reshape(-1, self.dim)  # (M, d)
         codebook = self.codebook()
-        ids = (flat @ codebook.t()).argmax(-1)  # cosine similarity on unit vectors
+        with torch.autocast(flat.device.type, enabled=False):  # bf16 would blur near-ties
+            ids = (flat @ codebook.t()).argmax(-1)  # cosine similarity on unit vectors
         q = codebook[ids]  # (M, d)
         loss = F.mse_loss(q, flat.detach()) + self.beta * F.mse_loss(flat, q.detach())
         counts = torch.bincount(ids, minlength=self.num_codes)
