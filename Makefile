@@ -1,13 +1,16 @@
 # One entry point for people and CI. `make demo` sets up and runs the end-to-end demo;
-# `make test` sets up and runs lint + the test suite (what .ci/run calls).
+# `make test` sets up and runs lint + the test suite (what .ci/run calls); `make play` plays
+# the shipped world.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch on these machines; on a GPU machine use e.g. `make TORCH=torch setup`.
 TORCH ?= torch==2.13.0
 DEMO ?= demo
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: setup test lint demo clean-demo
+.PHONY: setup test lint play demo clean-demo
 
 setup: $(VENV)/.installed
 
@@ -27,6 +30,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# Plays the CoinRun world that ships in the package; prints the URL to open.
+play: setup
+	$(BIN)/opengenie play --host $(HOST) --port $(PORT)
 
 demo: setup
 	$(BIN)/opengenie data coinrun --out $(DEMO)/data --episodes 16 --split train

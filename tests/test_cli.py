@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -106,3 +107,19 @@ def test_bad_prompt_and_wrong_checkpoint_are_one_line(trained_world, tmp_path, c
     assert "opengenie-tokenizer checkpoint, not a opengenie-world" in capsys.readouterr().err
     assert main(base + ["--world", str(root / "data"), "--prompt", str(junk)]) == 2
     assert "it is a data set" in capsys.readouterr().err
+
+
+def test_generate_defaults_to_the_worlds_prompt(trained_world, tmp_path, capsys):
+    _, out = trained_world
+    world = tmp_path / "world"
+    shutil.copytree(out, world)
+    gif = tmp_path / "clip.gif"
+    args = ["generate", "--world", str(world), "--out", str(gif), "--actions", "0", "--steps", "1"]
+    assert main(args) == 2  # no prompt.png in the world yet
+    assert "pass --prompt" in capsys.readouterr().err
+    firsts = []
+    for value in (0, 255):  # the world's prompt.png is what frame 0 shows
+        Image.fromarray(np.full((64, 64, 3), value, np.uint8)).save(world / "prompt.png")
+        assert main(args) == 0
+        firsts.append(np.asarray(Image.open(gif).convert("RGB")))
+    assert not np.array_equal(firsts[0], firsts[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -31,7 +32,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Roll out a world from a prompt image with given latent actions.",
     )
     p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
-    p.add_argument("--prompt", required=True, help="prompt image (any size; centre-cropped)")
+    p.add_argument(
+        "--prompt",
+        help="prompt image, any size, centre-cropped (default: the world's prompt.png)",
+    )
     p.add_argument("--actions", default="random", help="'0,0,2,...' (0-based ids) or 'random'")
     p.add_argument("--frames", type=int, default=32, help="frames to generate with 'random'")
     p.add_argument("--out", required=True, help="output .gif or .mp4")
@@ -45,6 +49,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from opengenie.models import World
+    from opengenie.models.world import SHIPPED_WORLD
     from opengenie.videowrite import write_video
 
     world = World.load(args.world, device=args.device)
@@ -57,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--temperature must be > 0")
         world.sampling.temperature = args.temperature
     actions = parse_actions(args.actions, world.num_actions, args.frames, args.seed)
-    frames = [world.reset(args.prompt, seed=args.seed)]
+    prompt = args.prompt
+    if prompt is None:
+        prompt = Path(args.world or SHIPPED_WORLD) / "prompt.png"
+        if not prompt.exists():
+            raise UserError(f"{args.world} ships no prompt.png: pass --prompt IMAGE")
+    frames = [world.reset(prompt, seed=args.seed)]
     for action in tqdm(actions, desc="generating", unit="frame"):
         frames.append(world.step(action))
     path = write_video(frames, args.out, fps=world.config.fps, scale=args.scale)
