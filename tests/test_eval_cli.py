@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 
 from opengenie.cli import main
 from opengenie.config import preset
@@ -56,6 +57,10 @@ def test_eval_writes_metrics_report_and_action_map(setup, capsys) -> None:
     assert m["actions"]["nmi"] is not None and m["actions"]["codes_used"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<svg" in page
+    images = {p.name for p in (out / "images").glob("*.png")}
+    assert {"reconstruction_0.png", "rollout_0.png", "actions_0.png"} <= images
+    actions = Image.open(out / "images" / "actions_0.png")
+    assert actions.height >= World.load(root / "world").num_actions * 32  # one row per action
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # offline
     amap = json.loads((root / "world" / "action_map.json").read_text())
     assert set(amap) == {"names", "keys", "nmi", "accuracy"}

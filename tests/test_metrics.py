@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from opengenie.eval.metrics import best_mapping_accuracy, bootstrap_ci, nmi, psnr, ssim
+from opengenie.eval.metrics import (
+    best_mapping_accuracy,
+    bootstrap_ci,
+    key_assignment,
+    nmi,
+    psnr,
+    ssim,
+)
 
 
 def _images(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -205,3 +212,22 @@ def test_bootstrap_ci_covers_mean_and_has_normal_width() -> None:
 def test_bootstrap_ci_rejects_nan() -> None:
     with pytest.raises(ValueError):
         bootstrap_ci([1.0, float("nan")])
+
+
+def test_key_assignment_gives_each_movement_its_most_specific_code() -> None:
+    # A random policy's data: "none" dominates every code, so a majority mapping would name
+    # every code "none". Lift still finds code 2 for left and code 0 for right.
+    names = ["none", "left", "right"]
+    table = np.array(
+        [
+            [50, 5, 30],  # code 0: right-ish
+            [60, 10, 10],  # code 1: plain
+            [50, 30, 5],  # code 2: left-ish
+            [0, 0, 0],  # code 3: never used
+        ]
+    )
+    keys = key_assignment(table, [0, 1, 2], names)
+    assert keys == {"right": 0, "left": 2, "none": 1}
+    assert len(set(keys.values())) == len(keys)  # one code per key
+    assert key_assignment(table, [0], names) == {"right": 0}  # only codes in use
+    assert key_assignment(np.ones((3, 3)), [0, 1, 2], names) == {}  # nothing enriched

@@ -187,6 +187,28 @@ def best_mapping_accuracy(
     return correct / int(table.sum()), mapping
 
 
+def key_assignment(table: np.ndarray, codes: list[int], names: list[str]) -> dict[str, int]:
+    """Which latent action each movement's key should send: movement name -> code.
+
+    table: (codes, movements) counts of the LAM's codes against the true movements. Each code
+    in `codes` (those in real use) is scored by its lift for a movement, P(movement | code) /
+    P(movement), so that a movement the data is full of (a random policy's "none") cannot
+    claim every code; codes and movements are then paired one-to-one to maximise the total
+    lift (Hungarian), and a pair is kept only where the code is enriched (lift > 1).
+    """
+    table = np.asarray(table, dtype=np.float64)
+    rows = [c for c in codes if table[c].sum() > 0]
+    if not rows or table.sum() == 0:
+        return {}
+    prior = table.sum(0) / table.sum()  # (movements,)
+    lift = (table[rows] / table[rows].sum(1, keepdims=True)) / np.maximum(prior, 1e-12)
+    keys = {}
+    for i, j in _max_assignment(lift):
+        if lift[i, j] > 1.0:
+            keys[names[j]] = int(rows[i])
+    return keys
+
+
 def bootstrap_ci(
     values: ArrayLike, n: int = 10_000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:

@@ -41,7 +41,14 @@ import torch
 from tqdm import tqdm
 
 from opengenie.errors import UserError
-from opengenie.eval.metrics import best_mapping_accuracy, bootstrap_ci, nmi, psnr, ssim
+from opengenie.eval.metrics import (
+    best_mapping_accuracy,
+    bootstrap_ci,
+    key_assignment,
+    nmi,
+    psnr,
+    ssim,
+)
 from opengenie.models.maskgit import maskgit_fill
 
 CLIP_FRAMES = 16  # the protocol's clip length (tokenizer, rollouts and FVD)
@@ -612,12 +619,8 @@ def evaluate(
         acc_1to1, _ = best_mapping_accuracy(c, lab, one_to_one=True)
         table = np.zeros((num_actions, len(group_names)), dtype=np.int64)  # (codes, groups)
         np.add.at(table, (c, lab), 1)
-        names = {str(code): group_names[g] for code, g in sorted(mapping.items())}
-        keys: dict[str, int] = {}
-        for g, name in enumerate(group_names):
-            won = [code for code, gg in mapping.items() if gg == g]
-            if won:  # the code the LAM picks most often for this movement, among those it wins
-                keys[name] = int(max(won, key=lambda code: (table[code, g], -code)))
+        keys = key_assignment(table, [int(u) for u in used], group_names)
+        names = {str(code): name for name, code in sorted(keys.items(), key=lambda kv: kv[1])}
         action_map = {"names": names, "keys": keys, "nmi": nmi(c, lab), "accuracy": acc}
         actions.update(
             nmi=action_map["nmi"],
@@ -625,7 +628,7 @@ def evaluate(
             accuracy_one_to_one=acc_1to1,
             labelled_transitions=int(known.sum()),
             groups=group_names,
-            mapping=names,
+            mapping={str(code): group_names[g] for code, g in sorted(mapping.items())},
             keys=keys,
             contingency=table.tolist(),
         )

@@ -313,12 +313,57 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
     )
 
 
+def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 2) -> Image.Image:
+    """Frame strips stacked one under another, each with its label on the left (one PNG)."""
+    from PIL import ImageDraw
+
+    strips = [strip(frames, scale) for _, frames in rows]
+    label_w, gap = 150, 4
+    width = label_w + max(s.width for s in strips)
+    height = sum(s.height for s in strips) + gap * (len(strips) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for (label, _), image in zip(rows, strips, strict=True):
+        canvas.paste(image, (label_w, y))
+        draw.text((4, y + image.height // 2 - 6), label, fill="black")
+        y += image.height + gap
+    return canvas
+
+
+def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Image.Image]:
+    """The report's key pictures as PNGs, for READMEs and model cards (name -> image)."""
+    out = {}
+    for i in range(min(2, len(pictures.get("recon") or []))):
+        rows = [("real", pictures["real"][i]), ("reconstructed", pictures["recon"][i])]
+        out[f"reconstruction_{i}.png"] = labelled_rows(rows)
+    for i in range(min(2, len(pictures.get("generated") or []))):
+        rows = [("real", pictures["real"][i]), ("generated", pictures["generated"][i])]
+        if pictures.get("random") is not None:
+            rows.append(("random actions", pictures["random"][i]))
+        out[f"rollout_{i}.png"] = labelled_rows(rows)
+    names = (metrics.get("actions") or {}).get("mapping") or {}
+    for i, strips in enumerate(pictures.get("buttons") or []):
+        rows = []
+        for code, frames in enumerate(strips):
+            label = f"action {code}" + (f" ({names[str(code)]})" if str(code) in names else "")
+            rows.append((label, frames))
+        out[f"actions_{i}.png"] = labelled_rows(rows)
+    return out
+
+
 def write_report(
     out_dir: str | os.PathLike, metrics: dict[str, Any], pictures: dict[str, Any], title: str
 ) -> tuple[Path, Path]:
-    """Write metrics.json and report.html (each atomically) into ``out_dir``."""
+    """Write metrics.json, report.html and images/*.png (each atomically) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name, image in figures(metrics, pictures).items():
+        path = out / "images" / name
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{name}.{uuid.uuid4().hex}.png")
+        image.save(tmp, optimize=True)
+        os.replace(tmp, path)
     atomic_write_text(out / "metrics.json", metrics_json(metrics))
     atomic_write_text(out / "report.html", render_html(metrics, pictures, title))
     return out / "metrics.json", out / "report.html"
