@@ -333,17 +333,22 @@ def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 2) -> Image.I
 
 def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Image.Image]:
     """The report's key pictures as PNGs, for READMEs and model cards (name -> image)."""
+
+    def count(key: str) -> int:  # arrays or lists; None when absent
+        value = pictures.get(key)
+        return 0 if value is None else len(value)
+
     out = {}
-    for i in range(min(2, len(pictures.get("recon") or []))):
+    for i in range(min(2, count("recon"))):
         rows = [("real", pictures["real"][i]), ("reconstructed", pictures["recon"][i])]
         out[f"reconstruction_{i}.png"] = labelled_rows(rows)
-    for i in range(min(2, len(pictures.get("generated") or []))):
+    for i in range(min(2, count("generated"))):
         rows = [("real", pictures["real"][i]), ("generated", pictures["generated"][i])]
         if pictures.get("random") is not None:
             rows.append(("random actions", pictures["random"][i]))
         out[f"rollout_{i}.png"] = labelled_rows(rows)
     names = (metrics.get("actions") or {}).get("mapping") or {}
-    for i, strips in enumerate(pictures.get("buttons") or []):
+    for i, strips in enumerate(pictures.get("buttons") if count("buttons") else []):
         rows = []
         for code, frames in enumerate(strips):
             label = f"action {code}" + (f" ({names[str(code)]})" if str(code) in names else "")
@@ -358,12 +363,12 @@ def write_report(
     """Write metrics.json, report.html and images/*.png (each atomically) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "metrics.json", metrics_json(metrics))  # the numbers first
+    atomic_write_text(out / "report.html", render_html(metrics, pictures, title))
     for name, image in figures(metrics, pictures).items():
         path = out / "images" / name
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{name}.{uuid.uuid4().hex}.png")
         image.save(tmp, optimize=True)
         os.replace(tmp, path)
-    atomic_write_text(out / "metrics.json", metrics_json(metrics))
-    atomic_write_text(out / "report.html", render_html(metrics, pictures, title))
     return out / "metrics.json", out / "report.html"
