@@ -55,11 +55,11 @@ def main() -> int:
     args = p.parse_args()
 
     world = World.load(args.world)
+    if world.action_map is None:
+        raise SystemExit(f"{args.world} has no action_map.json: run `opengenie eval` on it")
     out = Path(args.out)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         staged = Path(tmp) / "world"
-        if world.action_map is None:
-            raise SystemExit(f"{args.world} has no action_map.json: run `opengenie eval` on it")
         world.save(staged, dtype=torch.bfloat16)  # action_map.json comes along
         shutil.copy(args.metrics, staged / "metrics.json")
         shutil.copy(args.card, staged / "MODEL_CARD.md")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -49,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from opengenie.models import World
-    from opengenie.models.world import SHIPPED_WORLD
+    from opengenie.models.world import world_prompt
     from opengenie.videowrite import write_video
 
     world = World.load(args.world, device=args.device)
@@ -62,11 +61,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--temperature must be > 0")
         world.sampling.temperature = args.temperature
     actions = parse_actions(args.actions, world.num_actions, args.frames, args.seed)
-    prompt = args.prompt
+    prompt = args.prompt or world_prompt(args.world)
     if prompt is None:
-        prompt = Path(args.world or SHIPPED_WORLD) / "prompt.png"
-        if not prompt.exists():
-            raise UserError(f"{args.world} ships no prompt.png: pass --prompt IMAGE")
+        raise UserError(f"{args.world} ships no prompt.png: pass --prompt IMAGE")
     frames = [world.reset(prompt, seed=args.seed)]
     for action in tqdm(actions, desc="generating", unit="frame"):
         frames.append(world.step(action))

@@ -619,7 +619,7 @@ def evaluate(
         acc_1to1, _ = best_mapping_accuracy(c, lab, one_to_one=True)
         table = np.zeros((num_actions, len(group_names)), dtype=np.int64)  # (codes, groups)
         np.add.at(table, (c, lab), 1)
-        keys = key_assignment(table, [int(u) for u in used], group_names)
+        keys = key_assignment(table, actions["codes_used"], group_names)
         names = {str(code): name for name, code in sorted(keys.items(), key=lambda kv: kv[1])}
         action_map = {"names": names, "keys": keys, "nmi": nmi(c, lab), "accuracy": acc}
         actions.update(

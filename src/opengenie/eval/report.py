@@ -25,16 +25,20 @@ STRIP_WIDTH = 1100  # pixels of page width for a strip of frames
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file + rename, so a crash never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _clean(value: Any) -> Any:
@@ -64,10 +68,19 @@ def strip(frames: np.ndarray, scale: int = 2) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
-def png_uri(image: Image.Image) -> str:
+def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def png_uri(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+def action_label(code: int, names: dict[str, str]) -> str:
+    """'action 3 (left)': a latent action and the movement eval paired it with, if any."""
+    return f"action {code}" + (f" ({names[str(code)]})" if str(code) in names else "")
 
 
 def _scale(frames: np.ndarray) -> int:
@@ -278,9 +291,7 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
     for i, strips in enumerate(pictures.get("buttons") or []):
         body, k = [], _scale(strips[0])
         for code in range(len(strips)):
-            label = f"action {code}"
-            if str(code) in names:
-                label += f" ({names[str(code)]})"
+            label = action_label(code, names)
             if code not in act["codes_used"]:
                 label += " — rarely used"
             body.append(
@@ -348,11 +359,8 @@ def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Imag
             rows.append(("random actions", pictures["random"][i]))
         out[f"rollout_{i}.png"] = labelled_rows(rows)
     names = (metrics.get("actions") or {}).get("mapping") or {}
-    for i, strips in enumerate(pictures.get("buttons") if count("buttons") else []):
-        rows = []
-        for code, frames in enumerate(strips):
-            label = f"action {code}" + (f" ({names[str(code)]})" if str(code) in names else "")
-            rows.append((label, frames))
+    for i in range(count("buttons")):
+        rows = [(action_label(code, names), f) for code, f in enumerate(pictures["buttons"][i])]
         out[f"actions_{i}.png"] = labelled_rows(rows)
     return out
 
@@ -366,9 +374,5 @@ def write_report(
     atomic_write_text(out / "metrics.json", metrics_json(metrics))  # the numbers first
     atomic_write_text(out / "report.html", render_html(metrics, pictures, title))
     for name, image in figures(metrics, pictures).items():
-        path = out / "images" / name
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{name}.{uuid.uuid4().hex}.png")
-        image.save(tmp, optimize=True)
-        os.replace(tmp, path)
+        atomic_write_bytes(out / "images" / name, png_bytes(image))
     return out / "metrics.json", out / "report.html"

@@ -27,6 +27,12 @@ WORLD_FORMAT = "opengenie-world"
 SHIPPED_WORLD = Path(__file__).resolve().parent.parent / "assets" / "coinrun_world"
 
 
+def world_prompt(directory: str | os.PathLike | None) -> Path | None:
+    """The starting frame a World directory ships (prompt.png), if any; None: the shipped world."""
+    path = Path(directory if directory is not None else SHIPPED_WORLD) / "prompt.png"
+    return path if path.exists() else None
+
+
 class World(nn.Module):
     """Holds the three models and their config; `reset(prompt)` then `step(action)` to play."""
 

@@ -86,16 +86,19 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """q: (B, h, Lq, hd), k/v: (B, h, Lk, hd) -> (B, Lq, D). Causal aligns the query ends."""
         lq, lk = q.shape[-2], k.shape[-2]
-        mask = None
-        if causal and lq > 1:
-            # Queries are the last lq of lk positions (earlier ones come from a cache).
-            mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            y = _math_attention(q, k, v, mask)
-        elif mask is not None and lq == lk:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        causal = causal and lq > 1
+        bf16_cpu = q.device.type == "cpu" and q.dtype == torch.bfloat16
+        if causal and lq == lk and not bf16_cpu:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no mask to build
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # Queries are the last lq of lk positions (earlier ones come from a cache).
+            mask = None
+            if causal:
+                mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+            if bf16_cpu:
+                y = _math_attention(q, k, v, mask)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(y.transpose(1, 2).flatten(2))
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:

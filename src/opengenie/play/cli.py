@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from opengenie.imageio import load_prompt
     from opengenie.models import World
-    from opengenie.models.world import SHIPPED_WORLD
+    from opengenie.models.world import world_prompt
     from opengenie.play.server import PlayOptions, PlayServer, default_prompt
 
     _check(args)
@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
     world = World.load(args.world, device=args.device)
     if args.precision == "bf16":
         world.set_dynamics_dtype(torch.bfloat16)
-    prompt_path = args.prompt
-    world_dir = Path(args.world) if args.world else SHIPPED_WORLD
-    if prompt_path is None and (world_dir / "prompt.png").exists():
-        prompt_path = world_dir / "prompt.png"  # a world may ship its own starting frame
+    prompt_path = args.prompt or world_prompt(args.world)  # a world may ship its start frame
     if prompt_path is not None:
         prompt = load_prompt(prompt_path, world.config.image_size)
     else:
