@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from opengenie.eval.report import atomic_write_text, metrics_json, strip, svg_plot
+from opengenie.eval.report import (
+    action_label,
+    atomic_write_text,
+    key_names,
+    metrics_json,
+    strip,
+    svg_plot,
+)
 
 
 def test_metrics_json_is_strict_and_maps_nan_to_null() -> None:
@@ -35,3 +42,11 @@ def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
     atomic_write_text(tmp_path / "sub" / "m.json", '{"x": 1}')
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.json"]
     assert json.loads((tmp_path / "sub" / "m.json").read_text()) == {"x": 1}
+
+
+def test_action_labels_use_the_one_to_one_key_pairing() -> None:
+    # The majority mapping calls every code "none"; the labels must follow the keys play shows.
+    actions = {"mapping": {"0": "none", "1": "none", "2": "none"}, "keys": {"left": 1, "none": 2}}
+    names = key_names(actions)
+    labels = [action_label(code, names) for code in range(3)]
+    assert labels == ["action 0", "action 1 (left)", "action 2 (none)"]

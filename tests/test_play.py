@@ -443,3 +443,22 @@ def test_bench_play_writes_its_figures(saved_world, tmp_path):
     assert all(v["frames_per_s"] > 0 for v in report["settings"].values())
     speedup = report["cache_speedup"]["default"]
     assert speedup["speedup"] > 0 and speedup["recomputed_frames_per_s"] > 0
+    assert report["delta_psnr_at_play_defaults"] is None  # no eval of this world was given
+
+
+def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path):
+    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
+    extra = {**delta, "value": 3.1, "steps": 2}
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps({"dynamics": {"delta_t_psnr": delta, "delta_t_psnr_extra": [extra]}})
+    )
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(saved_world), "--out", str(out)]
+    args += ["--eval-metrics", str(metrics), "--frames", "1", "--rounds", "1", "--steps", "2"]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["delta_psnr_at_play_defaults"]["value"] == 3.1
+    assert report["delta_psnr_at_paper_steps"]["value"] == 3.4
+    assert main([*args[:-2], "--steps", "3"]) == 0  # eval did not measure 3 steps
+    assert json.loads(out.read_text())["delta_psnr_at_play_defaults"] is None

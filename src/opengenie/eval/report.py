@@ -78,6 +78,14 @@ def png_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
+def key_names(actions: dict[str, Any]) -> dict[str, str]:
+    """Each latent action's movement from eval's one-to-one key pairing (what play's keys say).
+
+    Not the many-to-one majority mapping: on random-policy CoinRun that names every code "none".
+    """
+    return {str(code): name for name, code in (actions.get("keys") or {}).items()}
+
+
 def action_label(code: int, names: dict[str, str]) -> str:
     """'action 3 (left)': a latent action and the movement eval paired it with, if any."""
     return f"action {code}" + (f" ({names[str(code)]})" if str(code) in names else "")
@@ -253,7 +261,7 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
         "PSNR (dB)",
         hlines=[("tokenizer reconstruction", tok["psnr"])],
     )
-    names = act.get("mapping") or {}
+    names = key_names(act)
     sections = [
         "<h2>Settings</h2><pre>" + html.escape(json.dumps(st, indent=1)) + "</pre>",
         "<h2>PSNR against the horizon</h2>" + plot,
@@ -358,7 +366,7 @@ def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Imag
         if pictures.get("random") is not None:
             rows.append(("random actions", pictures["random"][i]))
         out[f"rollout_{i}.png"] = labelled_rows(rows)
-    names = (metrics.get("actions") or {}).get("mapping") or {}
+    names = key_names(metrics.get("actions") or {})
     for i in range(count("buttons")):
         rows = [(action_label(code, names), f) for code, f in enumerate(pictures["buttons"][i])]
         out[f"actions_{i}.png"] = labelled_rows(rows)

@@ -36,6 +36,11 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=10, help="timed frames per setting per round")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds")
     p.add_argument("--threads", type=int, default=1, help="torch threads (play's default: 1)")
+    p.add_argument(
+        "--eval-metrics",
+        help="metrics.json of `opengenie eval` on this world, to put each setting's ΔtPSNR "
+        "beside its speed (default: WORLD/metrics.json when there is one)",
+    )
     p.add_argument("--out", default="bench/results/play.json", help="JSON to write")
     p.set_defaults(func=run_play_bench)
 
@@ -95,6 +100,29 @@ class _Recompute:
         return w.tokenizer.decode(window)[0, -1].numpy()
 
 
+def eval_delta_psnr(metrics: dict, steps: int, temperature: float) -> dict | None:
+    """The ΔtPSNR entry `opengenie eval` measured at these sampling settings, if it did."""
+    dynamics = metrics.get("dynamics") or {}
+    entries = [dynamics.get("delta_t_psnr") or {}, *(dynamics.get("delta_t_psnr_extra") or [])]
+    for entry in entries:
+        if entry.get("steps") == steps and entry.get("temperature") == temperature:
+            keys = ("value", "ci_low", "ci_high", "frame_psnr", "t", "clips", "steps")
+            return {k: entry[k] for k in keys if k in entry}
+    return None
+
+
+def _eval_metrics(args: argparse.Namespace) -> tuple[dict, str | None]:
+    path = args.eval_metrics
+    if path is None and args.world and (Path(args.world) / "metrics.json").is_file():
+        path = Path(args.world) / "metrics.json"
+    if path is None:
+        return {}, None
+    try:
+        return json.loads(Path(path).read_text()), str(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read eval metrics {path}: {e}") from None
+
+
 def run_play_bench(args: argparse.Namespace) -> int:
     from opengenie.config import preset
     from opengenie.models import World
@@ -104,6 +132,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)  # as the play server does (denormals were several x slower)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    metrics, metrics_source = _eval_metrics(args)
     load_before = os.getloadavg()
     if args.world:
         fp32 = World.load(args.world)
@@ -182,7 +211,14 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "dynamics_dtype": "bfloat16",
             "threads": args.threads,
         },
-        "delta_psnr_at_play_defaults": None,  # measured by `opengenie eval` on a trained world
+        # Quality is measured by `opengenie eval` on a trained world (none for random weights).
+        "eval_metrics": metrics_source,
+        "delta_psnr_at_play_defaults": eval_delta_psnr(
+            metrics, args.steps, fp32.sampling.temperature
+        ),
+        "delta_psnr_at_paper_steps": eval_delta_psnr(
+            metrics, PAPER_STEPS, fp32.sampling.temperature
+        ),
         "settings": {},
         "cache_speedup": {},
     }
