@@ -31,4 +31,5 @@ def test_world_load_without_a_path_plays_the_shipped_world():
     size = world.config.image_size
     assert first.shape == frame.shape == (size, size, 3) and frame.dtype == np.uint8
     metrics = json.loads((SHIPPED_WORLD / "metrics.json").read_text())
-    assert metrics["actions"]["codes_used"] >= 1
+    assert len(metrics["actions"]["codes_used"]) >= 6  # issue #7: >= 6 latent actions in use
+    assert metrics["settings"]["split"] == "test" and metrics["settings"]["protocol"]
