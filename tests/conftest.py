@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,13 @@ def count_step_logits(world) -> dict:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a subprocess that a test stops with SIGINT (Ctrl-C).
+
+    A shell without job control starts background jobs with SIGINT ignored, and children
+    inherit that, so Python in the child would never raise KeyboardInterrupt and the test would
+    time out only because of how the test run was started. Restore the default in the child.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

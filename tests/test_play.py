@@ -38,7 +38,7 @@ from opengenie.play.server import (
     encode_frame,
 )
 
-from .conftest import count_step_logits
+from .conftest import count_step_logits, sigint_default
 
 ACTION_MAP = {
     "names": {"0": "right", "1": "none", "3": "left+jump", "4": "left", "5": "jump"},
@@ -393,6 +393,7 @@ def _start_cli(args: list[str]) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=sigint_default,
     )
     line = proc.stdout.readline()  # the first line names the URL
     if "http://" not in line:

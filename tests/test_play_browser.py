@@ -26,6 +26,8 @@ from PIL import Image
 
 from opengenie.models import World
 
+from .conftest import sigint_default
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -84,6 +86,7 @@ def server(tmp_path_factory, small_config_module):
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=sigint_default,
     )
     line = proc.stdout.readline()
     if "http://" not in line:

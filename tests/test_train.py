@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from opengenie.cli import main
 from opengenie.models import World
 
+from .conftest import sigint_default
 from .test_cli import SMALL, _sets
 
 
@@ -122,7 +123,9 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(data, tmp_path):
     out = tmp_path / "tok"
     cmd = _cli("train", "tokenizer", "--data", str(data), "--out", str(out), "--steps", "100000")
     cmd += ["--no-tensorboard", "--save-every", "0", *_sets(SMALL)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         metrics = out / "metrics.jsonl"
