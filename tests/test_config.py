@@ -52,6 +52,7 @@ def test_overrides_take_effect_with_types():
         ("dynamics.heads=3", "heads"),
         ("sampling.temperature=0", "temperature"),
         ("tokenizer", "key=value"),
+        ("tokenizer.temporal_window=-1", "temporal_window"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

@@ -108,3 +108,33 @@ def test_bf16_causal_attention_stays_causal():
     out, out_changed = model(x), model(changed)
     assert torch.equal(out[:, :3], out_changed[:, :3])  # the past never sees the future
     assert not torch.equal(out[:, 3:], out_changed[:, 3:])
+
+
+def test_temporal_window_hides_frames_further_back():
+    # One block with window 3: frame t sees frames t-2..t only, so changing frame 0 changes
+    # frames 0..2 and leaves 3.. alone. (With more blocks the reach grows by window-1 each.)
+    torch.manual_seed(0)
+    model = STTransformer(dim=32, depth=1, heads=4, ffn=64, window=3).eval()
+    x = torch.randn(2, 7, 5, 32)
+    y = x.clone()
+    y[:, 0] = torch.randn_like(y[:, 0])
+    out_x, out_y = model(x), model(y)
+    assert not torch.allclose(out_x[:, 2], out_y[:, 2], atol=1e-3)
+    assert torch.allclose(out_x[:, 3:], out_y[:, 3:], atol=1e-6)
+    # Within the window it is the plain causal model (same weights).
+    torch.manual_seed(0)
+    plain = STTransformer(dim=32, depth=1, heads=4, ffn=64).eval()
+    assert torch.allclose(plain(x[:, :3]), out_x[:, :3], atol=1e-6)
+    assert not torch.allclose(plain(x)[:, 3:], out_x[:, 3:], atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_temporal_window_cache_matches_full_recompute(dtype):
+    model = _model(window=3).to(dtype)
+    x = torch.randn(2, 8, 5, 32, dtype=dtype)
+    full = model(x)
+    cache = model.new_cache(window=16)
+    assert cache.window == 3  # never keeps more than the model can see
+    steps = [model(x[:, t : t + 1], cache, update_cache=True) for t in range(8)]
+    atol = 1e-5 if dtype == torch.float32 else 5e-2
+    assert torch.allclose(torch.cat(steps, dim=1).float(), full.float(), atol=atol)

@@ -187,3 +187,26 @@ def test_val_data_option_picks_the_validation_set(data, tmp_path, capsys):
     capsys.readouterr()
     bad = _train("tokenizer", data, tmp_path / "x", 1, "--val-data", str(tmp_path / "train_only"))
     assert bad == 2 and "no val episodes" in capsys.readouterr().err
+
+
+def test_tokenizer_temporal_window_trains_on_window_length_clips(data, tmp_path, monkeypatch):
+    import opengenie.data as data_module
+    from opengenie.models.tokenizer import VideoTokenizer
+    from opengenie.train.checkpoint import read_tokenizer_config
+
+    made = []
+    real_loader = data_module.ClipLoader
+
+    def spy(dataset, split="train", clip_frames=16, **kw):
+        made.append((split, clip_frames))
+        return real_loader(dataset, split, clip_frames=clip_frames, **kw)
+
+    monkeypatch.setattr(data_module, "ClipLoader", spy)
+    out = tmp_path / "tok"
+    window = ["--set", "tokenizer.temporal_window=2", "--val-every", "1"]
+    assert _train("tokenizer", data, out, 1, *window) == 0
+    assert ("train", 2) in made  # training clips of the window's length
+    assert ("val", 4) in made  # validation keeps the config's 4-frame clips, as eval does
+    config = read_tokenizer_config(out)
+    assert config.tokenizer.temporal_window == 2
+    assert VideoTokenizer(config).encoder.window == 2

@@ -56,6 +56,10 @@ class TokenizerConfig:
     ffn: int = 2048
     qk_norm: bool = True
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    # >0: temporal attention sees only the latest `temporal_window` frames (itself included),
+    # and phase 1 trains on clips of that many frames, so a batch of the same size holds
+    # frames/temporal_window times more distinct clips. 0: every earlier frame of the clip.
+    temporal_window: int = 0
 
 
 @dataclass
@@ -148,6 +152,8 @@ class GenieConfig:
                 )
             if sub.ffn < 1:
                 raise UserError(f"{part}.ffn must be >= 1")
+        if self.tokenizer.temporal_window < 0:
+            raise UserError("tokenizer.temporal_window must be >= 0 (0: all earlier frames)")
         self.tokenizer.quantizer.validate("tokenizer.quantizer")
         self.lam.quantizer.validate("lam.quantizer")
         if self.lam.quantizer.num_codes < 2:

@@ -25,12 +25,17 @@ class VideoTokenizer(nn.Module):
         code_dim = cfg.quantizer.code_dim
         self.enc_in = nn.Linear(pixels, cfg.dim)
         self.enc_pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N, D), added once
-        self.encoder = STTransformer(cfg.dim, cfg.enc_depth, cfg.heads, cfg.ffn, cfg.qk_norm)
+        window = cfg.temporal_window
+        self.encoder = STTransformer(
+            cfg.dim, cfg.enc_depth, cfg.heads, cfg.ffn, cfg.qk_norm, window=window
+        )
         self.enc_out = nn.Linear(cfg.dim, code_dim)
         self.quantizer = build_quantizer(cfg.quantizer, code_dim)
         self.dec_in = nn.Linear(code_dim, cfg.dim)
         self.dec_pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)
-        self.decoder = STTransformer(cfg.dim, cfg.dec_depth, cfg.heads, cfg.ffn, cfg.qk_norm)
+        self.decoder = STTransformer(
+            cfg.dim, cfg.dec_depth, cfg.heads, cfg.ffn, cfg.qk_norm, window=window
+        )
         self.dec_out = nn.Linear(cfg.dim, pixels)
 
     @property

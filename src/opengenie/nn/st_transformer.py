@@ -82,19 +82,24 @@ class Attention(nn.Module):
         return q, k, v
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, window: int = 0
     ) -> torch.Tensor:
-        """q: (B, h, Lq, hd), k/v: (B, h, Lk, hd) -> (B, Lq, D). Causal aligns the query ends."""
+        """q: (B, h, Lq, hd), k/v: (B, h, Lk, hd) -> (B, Lq, D). Causal aligns the query ends;
+        `window` > 0 (causal only) also hides keys more than window - 1 positions back."""
         lq, lk = q.shape[-2], k.shape[-2]
-        causal = causal and lq > 1
+        banded = causal and 0 < window < lk
+        causal = causal and (lq > 1 or banded)
         bf16_cpu = q.device.type == "cpu" and q.dtype == torch.bfloat16
-        if causal and lq == lk and not bf16_cpu:
+        if causal and lq == lk and not bf16_cpu and not banded:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no mask to build
         else:
             # Queries are the last lq of lk positions (earlier ones come from a cache).
             mask = None
             if causal:
-                mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+                ones = torch.ones(lq, lk, dtype=torch.bool, device=q.device)
+                mask = ones.tril(lk - lq)
+                if banded:  # key j is visible to query i when i - window < j <= i
+                    mask &= ~ones.tril(lk - lq - window)
             if bf16_cpu:
                 y = _math_attention(q, k, v, mask)
             else:
@@ -128,8 +133,11 @@ class KVCache:
 class STBlock(nn.Module):
     """Spatial attention -> causal temporal attention -> one feed-forward, all pre-norm."""
 
-    def __init__(self, dim: int, heads: int, ffn: int, qk_norm: bool = True) -> None:
+    def __init__(
+        self, dim: int, heads: int, ffn: int, qk_norm: bool = True, window: int = 0
+    ) -> None:
         super().__init__()
+        self.window = window  # > 0: temporal attention sees only this many latest frames
         self.norm_s = nn.LayerNorm(dim)
         self.spatial = Attention(dim, heads, qk_norm)
         self.norm_t = nn.LayerNorm(dim)
@@ -160,7 +168,7 @@ class STBlock(nn.Module):
             keep = cache.window - 1  # room for the next frame
             cache.keys[layer] = k[..., -keep:, :] if keep > 0 else k[..., :0, :]
             cache.values[layer] = v[..., -keep:, :] if keep > 0 else v[..., :0, :]
-        y = self.temporal.attend(q, k, v, causal=True)  # (B*N, T, D)
+        y = self.temporal.attend(q, k, v, causal=True, window=self.window)  # (B*N, T, D)
         x = x + y.view(b, n, t, d).transpose(1, 2)
         return x + self.ffn(self.norm_f(x))
 
@@ -169,16 +177,24 @@ class STTransformer(nn.Module):
     """L ST-blocks mapping (B, T, N, D) -> (B, T, N, D), causal in time, with a final norm."""
 
     def __init__(
-        self, dim: int, depth: int, heads: int, ffn: int | None = None, qk_norm: bool = True
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        ffn: int | None = None,
+        qk_norm: bool = True,
+        window: int = 0,
     ) -> None:
         super().__init__()
-        self.dim, self.depth = dim, depth
+        self.dim, self.depth, self.window = dim, depth, window
         self.blocks = nn.ModuleList(
-            STBlock(dim, heads, ffn or 4 * dim, qk_norm) for _ in range(depth)
+            STBlock(dim, heads, ffn or 4 * dim, qk_norm, window) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
 
     def new_cache(self, window: int) -> KVCache:
+        # A model that never looks further back than its own window needs no more cache.
+        window = min(window, self.window) if self.window > 0 else window
         return KVCache(window=window, keys=[None] * self.depth, values=[None] * self.depth)
 
     def forward(

@@ -39,7 +39,13 @@ class PhaseArgs:
 
 
 def make_loader(
-    data_dir: str, config: GenieConfig, batch_size: int, seed: int, info, split="train"
+    data_dir: str,
+    config: GenieConfig,
+    batch_size: int,
+    seed: int,
+    info,
+    split="train",
+    clip_frames: int | None = None,
 ):
     from opengenie.data import ClipLoader, open_dataset
 
@@ -53,7 +59,7 @@ def make_loader(
     return ClipLoader(
         dataset,
         split,
-        clip_frames=config.frames,
+        clip_frames=clip_frames or config.frames,
         batch_size=batch_size,
         seed=seed,
         rank=info.rank,
@@ -119,7 +125,10 @@ def train_tokenizer(args: PhaseArgs) -> dict:
         _init_tokenizer(model, Path(args.init_from))
     model = model.to(device).train()
     batch = config.tokenizer_optim.batch_size
-    loader = make_loader(args.data, config, batch, args.opts.seed, info)
+    # With a temporal window, clips of window length show the model every attention distance
+    # it will meet; validation keeps full-length clips, as eval does.
+    clip = min(config.tokenizer.temporal_window or config.frames, config.frames)
+    loader = make_loader(args.data, config, batch, args.opts.seed, info, clip_frames=clip)
     make_val = val_loader_factory(args, config, batch) if info.is_main else None
 
     def inputs(b: dict) -> tuple:
