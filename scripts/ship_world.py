@@ -75,10 +75,6 @@ def main() -> int:
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(staged), out)
-    # The staging directory and atomic writes are private (0700/0600); package data is not.
-    out.chmod(0o755)
-    for path in out.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
     print(f"shipped {args.world} to {out} ({size_mb:.1f} MB, prompts: {', '.join(names)})")
     return 0
 

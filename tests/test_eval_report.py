@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from opengenie.eval.metrics import key_names
 from opengenie.eval.report import (
     action_label,
     atomic_write_text,
-    key_names,
     metrics_json,
     strip,
     svg_plot,
@@ -47,6 +47,6 @@ def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
 def test_action_labels_use_the_one_to_one_key_pairing() -> None:
     # The majority mapping calls every code "none"; the labels must follow the keys play shows.
     actions = {"mapping": {"0": "none", "1": "none", "2": "none"}, "keys": {"left": 1, "none": 2}}
-    names = key_names(actions)
+    names = key_names(actions["keys"])
     labels = [action_label(code, names) for code in range(3)]
     assert labels == ["action 0", "action 1 (left)", "action 2 (none)"]

@@ -252,3 +252,19 @@ def test_sessions_are_independent(small_config):
     assert all(np.array_equal(x, y) for x, y in zip(expected, got, strict=True))
     b.sampling.steps = 2  # per-session settings do not leak into the world's
     assert world.sampling.steps == small_config.sampling.steps
+
+
+def test_saved_world_gets_the_users_default_modes(small_config, tmp_path):
+    # Staging in mkdtemp (0700) and safetensors (0600) must not leave a world private.
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        target = World(small_config).save(tmp_path / "w")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in target.iterdir()} == {
+        "config.json": 0o644,
+        "model.safetensors": 0o644,
+    }

@@ -233,3 +233,12 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def key_names(keys: dict[str, int]) -> dict[str, str]:
+    """{movement: code} (eval's one-to-one key pairing) -> {"code": movement}, by code.
+
+    These are the names play shows and the report labels actions with; not the many-to-one
+    majority mapping, which on random-policy CoinRun names every code "none".
+    """
+    return {str(code): name for name, code in sorted(keys.items(), key=lambda kv: kv[1])}

@@ -45,6 +45,7 @@ from opengenie.eval.metrics import (
     best_mapping_accuracy,
     bootstrap_ci,
     key_assignment,
+    key_names,
     nmi,
     psnr,
     ssim,
@@ -620,8 +621,7 @@ def evaluate(
         table = np.zeros((num_actions, len(group_names)), dtype=np.int64)  # (codes, groups)
         np.add.at(table, (c, lab), 1)
         keys = key_assignment(table, actions["codes_used"], group_names)
-        names = {str(code): name for name, code in sorted(keys.items(), key=lambda kv: kv[1])}
-        action_map = {"names": names, "keys": keys, "nmi": nmi(c, lab), "accuracy": acc}
+        action_map = {"names": key_names(keys), "keys": keys, "nmi": nmi(c, lab), "accuracy": acc}
         actions.update(
             nmi=action_map["nmi"],
             accuracy=acc,

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from opengenie.eval.metrics import key_names
+
 SCHEMA = "opengenie-eval/1"
 GAP = 2  # pixels between frames in a strip
 STRIP_WIDTH = 1100  # pixels of page width for a strip of frames
@@ -76,14 +78,6 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def png_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def key_names(actions: dict[str, Any]) -> dict[str, str]:
-    """Each latent action's movement from eval's one-to-one key pairing (what play's keys say).
-
-    Not the many-to-one majority mapping: on random-policy CoinRun that names every code "none".
-    """
-    return {str(code): name for name, code in (actions.get("keys") or {}).items()}
 
 
 def action_label(code: int, names: dict[str, str]) -> str:
@@ -261,7 +255,7 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
         "PSNR (dB)",
         hlines=[("tokenizer reconstruction", tok["psnr"])],
     )
-    names = key_names(act)
+    names = key_names(act.get("keys") or {})
     sections = [
         "<h2>Settings</h2><pre>" + html.escape(json.dumps(st, indent=1)) + "</pre>",
         "<h2>PSNR against the horizon</h2>" + plot,
@@ -366,7 +360,7 @@ def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Imag
         if pictures.get("random") is not None:
             rows.append(("random actions", pictures["random"][i]))
         out[f"rollout_{i}.png"] = labelled_rows(rows)
-    names = key_names(metrics.get("actions") or {})
+    names = key_names((metrics.get("actions") or {}).get("keys") or {})
     for i in range(count("buttons")):
         rows = [(action_label(code, names), f) for code, f in enumerate(pictures["buttons"][i])]
         out[f"actions_{i}.png"] = labelled_rows(rows)

@@ -213,8 +213,18 @@ def read_checkpoint_config(path: Path, expected_format: str) -> GenieConfig:
     return GenieConfig.from_dict(meta["config"])
 
 
+def _default_modes(tree: Path) -> None:
+    """Give a staged tree the modes plain mkdir/open would (mkdtemp makes 0700, safetensors
+    0600): a saved world or checkpoint is as readable as any other file the user writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tree, *tree.rglob("*")):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     """Move `new` into place as `target`; an old `target` is only removed once `new` is in."""
+    _default_modes(new)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from opengenie.config import GenieConfig
 from opengenie.errors import UserError
-from opengenie.models.world import _replace_dir, read_checkpoint_config
+from opengenie.models.world import _default_modes, _replace_dir, read_checkpoint_config
 
 TOKENIZER_FORMAT = "opengenie-tokenizer"
 
@@ -55,6 +55,7 @@ def update_latest(run: Path, fmt: str, config: GenieConfig, model: nn.Module) ->
     tmp = Path(tempfile.mkdtemp(prefix=".latest.", dir=run))
     try:
         _write_model_files(tmp, fmt, config, model)
+        _default_modes(tmp)
         os.replace(tmp / "model.safetensors", run / "model.safetensors")
         os.replace(tmp / "config.json", run / "config.json")
     finally:
