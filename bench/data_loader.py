@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from opengenie.atomic import atomic_write_json
 from opengenie.data import ClipLoader, DatasetWriter, open_dataset
 
 TRAINING_CLIPS_PER_S = 32.0  # tiny preset: 8 clips x <= 4 steps/s
@@ -126,8 +127,7 @@ def main() -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_json(out, result, indent=1)
     print(json.dumps(result, indent=1))
     print(
         f"{clips_per_s:,.0f} clips/s warm, {cold_clips_per_s:,.0f} cold = "

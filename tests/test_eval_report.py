@@ -11,7 +11,6 @@ import pytest
 from opengenie.eval.metrics import key_names
 from opengenie.eval.report import (
     action_label,
-    atomic_write_text,
     metrics_json,
     strip,
     svg_plot,
@@ -35,13 +34,6 @@ def test_svg_plot_has_one_point_per_finite_value() -> None:
     svg = svg_plot([("a", [1, 2, 3], [10.0, math.nan, 12.0])], "x", "y", [("ref", 11.0)])
     assert svg.startswith("<svg") and svg.count("<circle") == 2 and "stroke-dasharray" in svg
     assert "(nothing to plot)" in svg_plot([("a", [1], [math.nan])], "x", "y")
-
-
-def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
-    atomic_write_text(tmp_path / "sub" / "m.json", "{}")
-    atomic_write_text(tmp_path / "sub" / "m.json", '{"x": 1}')
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.json"]
-    assert json.loads((tmp_path / "sub" / "m.json").read_text()) == {"x": 1}
 
 
 def test_action_labels_use_the_one_to_one_key_pairing() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from opengenie.atomic import atomic_write_json
 from opengenie.config import PRESETS, GenieConfig, preset
 from opengenie.errors import UserError
 
@@ -140,8 +141,7 @@ def run_models(args: argparse.Namespace) -> int:
         report["presets"][name] = entry
         print(json.dumps({name: entry}), flush=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    atomic_write_json(out, report)
     print(f"wrote {out}")
     return 0
 
@@ -255,7 +255,6 @@ def run_tokenizer_vs_reference(args: argparse.Namespace) -> int:
         report[name] = {"step_s_median": median, "frames_per_s": frames / median}
     report["speedup"] = report["reference"]["step_s_median"] / report["opengenie"]["step_s_median"]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    atomic_write_json(out, report)
     print(json.dumps(report))
     return 0

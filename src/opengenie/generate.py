@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     actions = parse_actions(args.actions, world.num_actions, args.frames, args.seed)
     prompt = args.prompt or world_prompt(args.world)
     if prompt is None:
-        raise UserError(f"{args.world} ships no prompt.png: pass --prompt IMAGE")
+        where = args.world or "the shipped world"
+        raise UserError(f"{where} has no prompt.png: pass --prompt IMAGE")
     frames = [world.reset(prompt, seed=args.seed)]
     for action in tqdm(actions, desc="generating", unit="frame"):
         frames.append(world.step(action))

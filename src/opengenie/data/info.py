@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from opengenie.atomic import atomic_write_bytes
 from opengenie.data.storage import SPLITS, Dataset
 
 
@@ -113,11 +114,7 @@ def contact_sheet(
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp.png")
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    png = io.BytesIO()
+    img.save(png, format="PNG")
+    atomic_write_bytes(out, png.getvalue())
     return out

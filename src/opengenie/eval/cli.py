@@ -97,9 +97,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from opengenie.atomic import atomic_write_text
     from opengenie.data import open_dataset
     from opengenie.eval.protocol import EvalSettings, FVDOptions, evaluate
-    from opengenie.eval.report import atomic_write_text, write_report
+    from opengenie.eval.report import write_report
     from opengenie.models import World
     from opengenie.models.world import SHIPPED_WORLD
 

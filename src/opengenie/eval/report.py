@@ -12,35 +12,19 @@ import io
 import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from opengenie.atomic import atomic_write_bytes, atomic_write_text
 from opengenie.eval.metrics import key_names
 
 SCHEMA = "opengenie-eval/1"
 GAP = 2  # pixels between frames in a strip
 STRIP_WIDTH = 1100  # pixels of page width for a strip of frames
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file + rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _clean(value: Any) -> Any:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opengenie.atomic import atomic_write_json
 from opengenie.errors import UserError
 
 PAPER_STEPS = 25
@@ -242,10 +243,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
         "meets_10_fps_target": report["settings"]["default"]["frames_per_s"] >= 10.0,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)  # never a half-written JSON
+    atomic_write_json(out, report)
     print(json.dumps(report["summary"]), flush=True)
     print(f"wrote {out}")
     return 0
