@@ -26,6 +26,14 @@ def test_coinrun_preset_keeps_the_papers_settings():
     assert preset("tiny").lam.quantizer.codes == 8
 
 
+def test_a_config_saved_before_temporal_window_keeps_full_temporal_attention():
+    # Worlds saved before the option existed (the shipped one among them) must load as they
+    # were trained, not with the tiny preset's current window.
+    data = json.loads(preset("tiny").to_json())
+    assert data["tokenizer"].pop("temporal_window") == 4
+    assert GenieConfig.from_dict(data).tokenizer.temporal_window == 0
+
+
 def test_overrides_take_effect_with_types():
     c = preset(
         "tiny",

@@ -219,7 +219,9 @@ def _our_tokenizer_step(batch: int, config: GenieConfig, bf16: bool, compile_: b
 
 def run_tokenizer_vs_reference(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)  # as in training (see train/loop.py)
-    config = preset("tiny", args.set)
+    # The reference attends over every earlier frame: compare like with like unless --set says
+    # otherwise (the tiny preset trains with a 4-frame temporal window).
+    config = preset("tiny", ["tokenizer.temporal_window=0", *args.set])
     ours, our_params = _our_tokenizer_step(args.batch, config, args.bf16, args.compile)
     ref, ref_params = _reference_step(args.reference, args.batch, config)
     times: dict[str, list[float]] = {"opengenie": [], "reference": []}
@@ -243,6 +245,7 @@ def run_tokenizer_vs_reference(args: argparse.Namespace) -> int:
             "heads": t.heads,
             "batch": args.batch,
             "frames": config.frames,
+            "temporal_window": t.temporal_window,
         },
         "ours_bf16_autocast": args.bf16,
         "ours_compiled": args.compile,
