@@ -87,7 +87,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-action-map",
         action="store_true",
-        help="do not write action_map.json into the world directory",
+        help="do not write action_map.json into the world directory (never written into the "
+        "shipped world: the report directory gets it)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if result.action_map is not None:
         text = json.dumps(result.action_map, indent=2) + "\n"
         atomic_write_text(out / "action_map.json", text)
-        if not args.no_action_map:
+        # The shipped world lives inside the installed package: leave it as it shipped.
+        if not args.no_action_map and args.world is not None:
             try:
                 atomic_write_text(world_dir / "action_map.json", text)
                 metrics["actions"]["action_map"] = str(world_dir / "action_map.json")
