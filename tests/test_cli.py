@@ -123,3 +123,16 @@ def test_generate_defaults_to_the_worlds_prompt(trained_world, tmp_path, capsys)
         assert main(args) == 0
         firsts.append(np.asarray(Image.open(gif).convert("RGB")))
     assert not np.array_equal(firsts[0], firsts[1])
+
+
+def test_bench_times_a_windowed_tokenizer_on_the_clips_it_trains_on():
+    from opengenie.bench import measure_phase
+    from opengenie.config import preset
+
+    # The tiny preset trains its tokenizer on 4-frame clips: 2 x 16 frames become 8 x 4.
+    config = preset("tiny", [*SMALL_MODEL, "frames=16"])
+    result = measure_phase(config, "tokenizer", batch=2, steps=1, warmup=0)
+    assert (result["clips"], result["clip_frames"]) == (8, 4)
+    assert result["bf16"]["frames_per_s"] > 0
+    full = preset("tiny", [*SMALL_MODEL, "frames=16", "tokenizer.temporal_window=0"])
+    assert measure_phase(full, "tokenizer", 2, 1, 0)["clips"] == 2

@@ -97,9 +97,18 @@ def _phase_step(config: GenieConfig, phase: str):
 
 
 def measure_phase(config: GenieConfig, phase: str, batch: int, steps: int, warmup: int) -> dict:
+    """Median step time of `phase` on `batch` x `config.frames` frames, fp32 vs bf16 autocast.
+
+    A tokenizer with a temporal window trains on window-length clips (train/phases.py), so it
+    is timed that way too: the same frames per step, cut into more, shorter clips.
+    """
     step = _phase_step(config, phase)
-    shape = (batch, config.frames, config.image_size, config.image_size, config.channels)
-    video = torch.randint(0, 256, shape, dtype=torch.uint8).float().div(255)
+    clip = config.frames
+    if phase == "tokenizer" and config.tokenizer.temporal_window:
+        clip = min(config.tokenizer.temporal_window, config.frames)
+    clips = batch * config.frames // clip
+    shape = (clips, clip, config.image_size, config.image_size, config.channels)
+    video = torch.randint(0, 256, shape, dtype=torch.uint8).float().div(255)  # (B, T, H, W, C)
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(warmup):
         step(video, False)
@@ -109,8 +118,8 @@ def measure_phase(config: GenieConfig, phase: str, batch: int, steps: int, warmu
             start = time.perf_counter()
             step(video, name == "bf16")
             times[name].append(time.perf_counter() - start)
-    frames = batch * config.frames
-    result = {}
+    frames = clips * clip
+    result: dict = {"clips": clips, "clip_frames": clip}
     for name, values in times.items():
         median = statistics.median(values)
         result[name] = {"step_s_median": median, "frames_per_s": frames / median}
