@@ -356,15 +356,23 @@ def test_a_long_step_does_not_block_other_tabs(world):
 
 
 def test_play_runs_far_past_the_window_with_bounded_caches(world):
-    """64 frames with a 6-frame window: the caches keep window - 1 frames, positions go on."""
+    """64 frames with a 6-frame window: the caches keep window - 1 frames, positions go on.
+
+    The tokenizer's decoder attends over its own temporal window (4 frames in the tiny preset),
+    so its cache keeps 3.
+    """
     session = world.new_session()
     session.sampling.steps = 2
     window = world.config.frames
+    decoder_window = world.config.tokenizer.temporal_window
+    assert 0 < decoder_window < window  # the preset's window is what this test exercises
     frames = [session.reset(_prompt(), seed=0)]
     frames += [session.step(i % world.num_actions) for i in range(63)]
     assert session.frames == 64 and all(f.shape == (32, 32, 3) for f in frames)
+    assert session._dyn_cache.length == window - 1
+    assert session._dec_cache.length == decoder_window - 1
     for cache in (session._dyn_cache, session._dec_cache):
-        assert cache.length == window - 1 and cache.next_pos == 64
+        assert cache.next_pos == 64
     assert len({f.tobytes() for f in frames[-8:]}) > 1  # still moving, not stuck
 
 
