@@ -13,21 +13,31 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temp file + rename; the parent directory is created."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
+    """Write `data` to `path` via a temp file + rename; the parent directory is created.
+
+    `durable` also fsyncs the temp file before the rename, for commit points that must
+    survive a power cut (a dataset's index), not just a crash of this process.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+def atomic_write_json(
+    path: str | os.PathLike, obj: Any, indent: int = 2, durable: bool = False
+) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", durable)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from opengenie.atomic import atomic_write_json
 from opengenie.errors import UserError
 
 FORMAT = "opengenie-dataset"
@@ -56,12 +57,6 @@ def _fsync_write(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    _fsync_write(tmp, (json.dumps(obj, indent=1) + "\n").encode())
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
 
 
 def _fsync_dir(path: Path) -> None:
@@ -483,7 +478,8 @@ class DatasetWriter:
             "shards": self._shards,
             "source_info": self._source_info,
         }
-        _atomic_write_json(self.path / "dataset.json", meta)  # the commit point
+        # The commit point: readers see the old index or the new one, never a mix.
+        atomic_write_json(self.path / "dataset.json", meta, indent=1, durable=True)
         _fsync_dir(self.path)
         self._published += n
         return n
