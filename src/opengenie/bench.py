@@ -99,13 +99,11 @@ def _phase_step(config: GenieConfig, phase: str):
 def measure_phase(config: GenieConfig, phase: str, batch: int, steps: int, warmup: int) -> dict:
     """Median step time of `phase` on `batch` x `config.frames` frames, fp32 vs bf16 autocast.
 
-    A tokenizer with a temporal window trains on window-length clips (train/phases.py), so it
-    is timed that way too: the same frames per step, cut into more, shorter clips.
+    A tokenizer with a temporal window trains on window-length clips, so it is timed that way
+    too: the same frames per step, cut into more, shorter clips.
     """
     step = _phase_step(config, phase)
-    clip = config.frames
-    if phase == "tokenizer" and config.tokenizer.temporal_window:
-        clip = min(config.tokenizer.temporal_window, config.frames)
+    clip = config.tokenizer_clip_frames if phase == "tokenizer" else config.frames
     clips = batch * config.frames // clip
     shape = (clips, clip, config.image_size, config.image_size, config.channels)
     video = torch.randint(0, 256, shape, dtype=torch.uint8).float().div(255)  # (B, T, H, W, C)

@@ -133,6 +133,12 @@ class GenieConfig:
     def num_actions(self) -> int:
         return self.lam.quantizer.num_codes
 
+    @property
+    def tokenizer_clip_frames(self) -> int:
+        """Frames per phase-1 training clip: the temporal window when there is one, since
+        window-length clips already show every attention distance the tokenizer meets."""
+        return min(self.tokenizer.temporal_window or self.frames, self.frames)
+
     # -- validation ----------------------------------------------------------------------
     def validate(self) -> GenieConfig:
         if self.image_size < 1 or self.channels < 1 or self.frames < 2 or self.fps < 1:

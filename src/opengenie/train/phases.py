@@ -125,9 +125,8 @@ def train_tokenizer(args: PhaseArgs) -> dict:
         _init_tokenizer(model, Path(args.init_from))
     model = model.to(device).train()
     batch = config.tokenizer_optim.batch_size
-    # With a temporal window, clips of window length show the model every attention distance
-    # it will meet; validation keeps full-length clips, as eval does.
-    clip = min(config.tokenizer.temporal_window or config.frames, config.frames)
+    # Validation keeps full-length clips, as eval does.
+    clip = config.tokenizer_clip_frames
     loader = make_loader(args.data, config, batch, args.opts.seed, info, clip_frames=clip)
     make_val = val_loader_factory(args, config, batch) if info.is_main else None
 
