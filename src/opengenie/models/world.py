@@ -105,7 +105,7 @@ class World(nn.Module):
             }
             save_file(tensors, str(tmp / "model.safetensors"))
             if self.action_map is not None:
-                (tmp / "action_map.json").write_text(json.dumps(self.action_map, indent=2))
+                (tmp / "action_map.json").write_text(json.dumps(self.action_map, indent=2) + "\n")
             _replace_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
