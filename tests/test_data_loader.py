@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from opengenie.data import ClipLoader, DatasetWriter, make_synthetic_dataset, open_dataset
+from opengenie.data import (
+    ClipLoader,
+    DatasetWriter,
+    PrefetchLoader,
+    make_synthetic_dataset,
+    open_dataset,
+)
 from opengenie.errors import UserError
 
 LENGTHS = [20, 17, 5, 33, 16, 40, 18]  # one (5) is shorter than a 16-frame window
@@ -95,6 +101,51 @@ def test_exact_resume_from_json_state(tmp_path):
             assert torch.equal(got[key], want[key])
     with pytest.raises(UserError, match="clip_frames"):
         ClipLoader(ds, clip_frames=8, batch_size=4).load_state_dict(state)
+
+
+def _same(got: dict, want: dict) -> bool:
+    return all(torch.equal(got[k], want[k]) for k in ("frames", "actions", "episode", "start"))
+
+
+def test_prefetch_changes_no_batch_and_resumes_exactly(tmp_path):
+    ds = _tagged(tmp_path / "ds")
+    ref = ClipLoader(ds, seed=7, batch_size=4)
+    expected = [next(ref) for _ in range(8)]
+    run = PrefetchLoader(ClipLoader(ds, seed=7, batch_size=4))
+    for want in expected[:3]:
+        assert _same(next(run), want)
+    # The fourth batch is read ahead (state_dict waits for it); the state must still point at it.
+    state = json.loads(json.dumps(run.state_dict()))
+    assert run.loader.batches == 4 and state["batches"] == 3
+    resumed = ClipLoader(open_dataset(tmp_path / "ds"), seed=0, batch_size=4)
+    resumed.load_state_dict(state)
+    assert _same(next(resumed), expected[3])
+    # Loading a state into the prefetcher drops what it had read ahead.
+    run.load_state_dict(state)
+    for want in expected[3:]:
+        assert _same(next(run), want)
+    run.close()
+
+
+def test_prefetch_reads_in_another_thread_and_reraises_its_errors(tmp_path):
+    ds = _tagged(tmp_path / "ds")
+    threads = []
+
+    class Recording(ClipLoader):
+        def __next__(self):
+            import threading
+
+            threads.append(threading.current_thread().name)
+            if self.batches == 2:
+                raise OSError("disk gone")
+            return super().__next__()
+
+    run = PrefetchLoader(Recording(ds, seed=1, batch_size=2))
+    next(run)  # batch 0 read here, batch 1 read ahead
+    next(run)  # batch 2 is read ahead and fails: reported when it is asked for
+    assert threads[0] == "MainThread" and threads[1].startswith("opengenie-prefetch")
+    with pytest.raises(OSError, match="disk gone"):
+        next(run)
 
 
 def test_ranks_read_disjoint_episodes_covering_the_split(tmp_path):

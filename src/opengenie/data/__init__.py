@@ -16,6 +16,7 @@ _EXPORTS = {
     "SPLITS": "opengenie.data.storage",
     "open_dataset": "opengenie.data.storage",
     "ClipLoader": "opengenie.data.loader",
+    "PrefetchLoader": "opengenie.data.loader",
     "make_synthetic_dataset": "opengenie.data.synthetic",
     "coinrun_action_group": "opengenie.data.coinrun",
     "COINRUN_GROUP_NAMES": "opengenie.data.coinrun",

@@ -8,6 +8,7 @@ rank's episodes, so a window never crosses an episode boundary.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -181,3 +182,48 @@ class ClipLoader:
                 )
         self.seed = int(state["seed"])
         self.batches = int(state["batches"])
+
+
+class PrefetchLoader:
+    """Reads the next batch in a background thread while the current one trains.
+
+    Batches are a pure function of the batch number, so this changes no batch and no resume
+    state, only when reads happen: pages not yet in the page cache (a dataset larger than RAM,
+    or a fresh machine) are read from disk during the training step rather than before it
+    (torch releases the GIL in its kernels, so the two run side by side).
+    """
+
+    def __init__(self, loader: ClipLoader) -> None:
+        self.loader = loader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opengenie-prefetch")
+        self._ahead: Future | None = None  # the batch after the last one returned
+
+    def __iter__(self) -> PrefetchLoader:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        batch = self._ahead.result() if self._ahead is not None else next(self.loader)
+        self._ahead = self._pool.submit(next, self.loader)
+        return batch
+
+    def _settle(self) -> None:
+        """Wait for the read in flight, so that the wrapped loader's counter is final."""
+        if self._ahead is not None:
+            self._ahead.result()
+
+    def state_dict(self) -> dict[str, Any]:
+        self._settle()
+        state = self.loader.state_dict()
+        if self._ahead is not None:
+            state["batches"] -= 1  # read ahead but not yet returned: the resume must redo it
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._settle()
+        self._ahead = None
+        self.loader.load_state_dict(state)
+
+    def close(self) -> None:
+        self._settle()
+        self._ahead = None
+        self._pool.shutdown(wait=True)

@@ -159,6 +159,8 @@ def run_phase(
         bar.close()
         if dist.is_main and (step != saved_at or ckpt.latest_checkpoint(run) is None):
             save()
+        if hasattr(loader, "close"):
+            loader.close()  # stop reading ahead
     if dist.is_main and phase.validate and opts.val_every and step % opts.val_every:
         best = _validate(phase, run, step, best, logger)
     logger.close()

@@ -46,8 +46,10 @@ def make_loader(
     info,
     split="train",
     clip_frames: int | None = None,
+    prefetch: bool = True,
 ):
-    from opengenie.data import ClipLoader, open_dataset
+    """The phase's clip loader; `prefetch` reads each batch during the step before it."""
+    from opengenie.data import ClipLoader, PrefetchLoader, open_dataset
 
     dataset = open_dataset(data_dir)
     height, width = dataset.frame_size
@@ -56,7 +58,7 @@ def make_loader(
             f"data frames are {height}x{width} but the config expects {config.image_size}: "
             f"re-create the data with --size {config.image_size} or --set image_size={height}"
         )
-    return ClipLoader(
+    loader = ClipLoader(
         dataset,
         split,
         clip_frames=clip_frames or config.frames,
@@ -65,6 +67,7 @@ def make_loader(
         rank=info.rank,
         world_size=info.world_size,
     )
+    return PrefetchLoader(loader) if prefetch else loader
 
 
 def val_loader_factory(args: PhaseArgs, config: GenieConfig, batch_size: int):
@@ -80,7 +83,9 @@ def val_loader_factory(args: PhaseArgs, config: GenieConfig, batch_size: int):
     single = distributed.DistInfo()
 
     def make():
-        return make_loader(source, config, batch_size, seed=1234, info=single, split="val")
+        return make_loader(
+            source, config, batch_size, seed=1234, info=single, split="val", prefetch=False
+        )
 
     make()  # fail now, not at the first validation, if the clips do not fit
     return make
