@@ -114,7 +114,8 @@ def test_prefetch_changes_no_batch_and_resumes_exactly(tmp_path):
     run = PrefetchLoader(ClipLoader(ds, seed=7, batch_size=4))
     for want in expected[:3]:
         assert _same(next(run), want)
-    # The fourth batch is read ahead (state_dict waits for it); the state must still point at it.
+    # The fourth batch is read ahead; the state must still point at it.
+    run._settle()
     state = json.loads(json.dumps(run.state_dict()))
     assert run.loader.batches == 4 and state["batches"] == 3
     resumed = ClipLoader(open_dataset(tmp_path / "ds"), seed=0, batch_size=4)
@@ -122,6 +123,7 @@ def test_prefetch_changes_no_batch_and_resumes_exactly(tmp_path):
     assert _same(next(resumed), expected[3])
     # Loading a state into the prefetcher drops what it had read ahead.
     run.load_state_dict(state)
+    assert run.state_dict()["batches"] == 3
     for want in expected[3:]:
         assert _same(next(run), want)
     run.close()
@@ -146,6 +148,10 @@ def test_prefetch_reads_in_another_thread_and_reraises_its_errors(tmp_path):
     assert threads[0] == "MainThread" and threads[1].startswith("opengenie-prefetch")
     with pytest.raises(OSError, match="disk gone"):
         next(run)
+    # Only that next() raises: a training loop can still save its place and shut the thread.
+    assert run.state_dict()["batches"] == 2
+    run.close()
+    assert not run._pool._threads or not any(t.is_alive() for t in run._pool._threads)
 
 
 def test_ranks_read_disjoint_episodes_covering_the_split(tmp_path):

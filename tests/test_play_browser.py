@@ -275,7 +275,8 @@ def test_play_in_headless_chromium(server, browser, tmp_path):
     steps.send_keys(str(info["settings"]["steps"]), Keys.TAB)
     _wait(browser, f"opengenie.settings.steps === {info['settings']['steps']}", what="steps")
     canvas.click()
-    # Hold → where the world maps it (a player walks right through a CoinRun level), else 1.
+    # Hold → where the world maps the arrows (a player walks right through a CoinRun level),
+    # else key 1.
     held = Keys.ARROW_RIGHT if arrows else "1"
     ActionChains(browser).key_down(held).perform()
     _wait(browser, "opengenie.meta.frame >= 8 && opengenie.fps > 0", what="frames to show")

@@ -142,6 +142,30 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(data, tmp_path):
     assert load_file(str(out / "model.safetensors"))  # the latest weights are whole
 
 
+def test_ctrl_c_inside_a_step_saves_the_loader_at_that_step(data, tmp_path, monkeypatch):
+    """A batch drawn for a step that never finished must be drawn again on resume."""
+    import threading
+
+    from opengenie.models import VideoTokenizer
+
+    forward, calls = VideoTokenizer.forward, []
+
+    def interrupted(self, video):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return forward(self, video)
+
+    monkeypatch.setattr(VideoTokenizer, "forward", interrupted)
+    out = tmp_path / "tok"
+    assert _train("tokenizer", data, out, 10, "--save-every", "0") == 130
+    (ckpt,) = (out / "checkpoints").iterdir()
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 3 and state["loader"]["batches"] == 3
+    # The reader thread is stopped with the phase, also after an interrupt.
+    assert not [t for t in threading.enumerate() if t.name.startswith("opengenie-prefetch")]
+
+
 def test_ddp_two_cpu_processes(data, tmp_path):
     out = tmp_path / "tok"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

@@ -8,7 +8,7 @@ rank's episodes, so a window never crosses an episode boundary.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -158,6 +158,9 @@ class ClipLoader:
             "start": torch.from_numpy(start.astype(np.int64)),
         }
 
+    def close(self) -> None:
+        """Nothing to release (the memory maps belong to the dataset); PrefetchLoader's has."""
+
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-able state; ``load_state_dict`` of it continues with the very next batch."""
         return {
@@ -190,40 +193,44 @@ class PrefetchLoader:
     Batches are a pure function of the batch number, so this changes no batch and no resume
     state, only when reads happen: pages not yet in the page cache (a dataset larger than RAM,
     or a fresh machine) are read from disk during the training step rather than before it
-    (torch releases the GIL in its kernels, so the two run side by side).
+    (torch releases the GIL in its kernels, so the two run side by side). A failed read is
+    raised by the ``next()`` that asks for its batch, never by ``state_dict`` or ``close``, so
+    that a training loop can still save where it got to.
     """
 
     def __init__(self, loader: ClipLoader) -> None:
         self.loader = loader
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opengenie-prefetch")
-        self._ahead: Future | None = None  # the batch after the last one returned
+        self._ahead: Future[dict[str, torch.Tensor]] | None = None  # the next batch, if asked
+        self._returned = loader.batches  # batches handed out: the resumable position
 
     def __iter__(self) -> PrefetchLoader:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
-        batch = self._ahead.result() if self._ahead is not None else next(self.loader)
+        ahead, self._ahead = self._ahead, None
+        batch = ahead.result() if ahead is not None else next(self.loader)
+        self._returned += 1
         self._ahead = self._pool.submit(next, self.loader)
         return batch
 
     def _settle(self) -> None:
-        """Wait for the read in flight, so that the wrapped loader's counter is final."""
+        """Wait for the read in flight (its error, if any, stays with it)."""
         if self._ahead is not None:
-            self._ahead.result()
+            wait([self._ahead])
 
     def state_dict(self) -> dict[str, Any]:
-        self._settle()
-        state = self.loader.state_dict()
-        if self._ahead is not None:
-            state["batches"] -= 1  # read ahead but not yet returned: the resume must redo it
-        return state
+        # The counter of the wrapped loader may be one ahead (or moving): report our own.
+        return {**self.loader.state_dict(), "batches": self._returned}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._settle()
         self._ahead = None
         self.loader.load_state_dict(state)
+        self._returned = self.loader.batches
 
     def close(self) -> None:
+        """Stop the reader thread (waiting for a read in flight)."""
         self._settle()
         self._ahead = None
         self._pool.shutdown(wait=True)

@@ -88,6 +88,9 @@ def run_phase(
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["loader"])
         step, best = int(state["step"]), state.get("best")
+    # The loader's position as of the last completed step: a Ctrl-C between drawing a batch and
+    # finishing its step must not save the loader one batch ahead of `step`.
+    loader_state = loader.state_dict()
     forward = model
     if dist.enabled:
         ddp_kwargs = (
@@ -110,7 +113,7 @@ def run_phase(
         return {
             "step": step,
             "optimizer": optimizer.state_dict(),
-            "loader": loader.state_dict(),
+            "loader": loader_state,
             "best": best,
             "phase": phase.name,
         }
@@ -141,7 +144,7 @@ def run_phase(
                 else torch.zeros(())
             )
             optimizer.step()
-            step += 1
+            step, loader_state = step + 1, loader.state_dict()  # one assignment: kept in step
             frames_seen += batch["frames"].shape[0] * batch["frames"].shape[1] * dist.world_size
             last = {k: _scalar(v) for k, v in out.items() if _is_scalar(v)}
             last.update(lr=lr, grad_norm=float(grad_norm))
@@ -159,8 +162,6 @@ def run_phase(
         bar.close()
         if dist.is_main and (step != saved_at or ckpt.latest_checkpoint(run) is None):
             save()
-        if hasattr(loader, "close"):
-            loader.close()  # stop reading ahead
     if dist.is_main and phase.validate and opts.val_every and step % opts.val_every:
         best = _validate(phase, run, step, best, logger)
     logger.close()

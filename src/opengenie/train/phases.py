@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from opengenie.train.validate import (
     tokenizer_images,
     tokenizer_validation,
 )
+
+if TYPE_CHECKING:
+    from opengenie.data.loader import ClipLoader, PrefetchLoader
 
 
 @dataclass
@@ -43,11 +47,11 @@ def make_loader(
     config: GenieConfig,
     batch_size: int,
     seed: int,
-    info,
-    split="train",
+    info: distributed.DistInfo,
+    split: str = "train",
     clip_frames: int | None = None,
     prefetch: bool = True,
-):
+) -> ClipLoader | PrefetchLoader:
     """The phase's clip loader; `prefetch` reads each batch during the step before it."""
     from opengenie.data import ClipLoader, PrefetchLoader, open_dataset
 
@@ -151,6 +155,7 @@ def train_tokenizer(args: PhaseArgs) -> dict:
     try:
         return run_phase(phase, loader, args.opts, run, info, resume_from)
     finally:
+        loader.close()
         distributed.teardown()
 
 
@@ -241,6 +246,7 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
     try:
         return run_phase(phase, loader, args.opts, run, info, resume_from)
     finally:
+        loader.close()
         distributed.teardown()
 
 
