@@ -159,7 +159,7 @@ class ClipLoader:
         }
 
     def close(self) -> None:
-        """Nothing to release (the memory maps belong to the dataset); PrefetchLoader's has."""
+        """Nothing to release (the dataset owns the memory maps); PrefetchLoader stops a thread."""
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-able state; ``load_state_dict`` of it continues with the very next batch."""

@@ -144,7 +144,7 @@ def run_phase(
                 else torch.zeros(())
             )
             optimizer.step()
-            step, loader_state = step + 1, loader.state_dict()  # one assignment: kept in step
+            step, loader_state = step + 1, loader.state_dict()  # together: no interrupt between
             frames_seen += batch["frames"].shape[0] * batch["frames"].shape[1] * dist.world_size
             last = {k: _scalar(v) for k, v in out.items() if _is_scalar(v)}
             last.update(lr=lr, grad_norm=float(grad_norm))
