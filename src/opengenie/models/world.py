@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from opengenie.atomic import atomic_write_json
 from opengenie.config import GenieConfig, SamplingConfig
 from opengenie.errors import UserError
 from opengenie.models.dynamics import Dynamics
@@ -105,7 +106,7 @@ class World(nn.Module):
             }
             save_file(tensors, str(tmp / "model.safetensors"))
             if self.action_map is not None:
-                (tmp / "action_map.json").write_text(json.dumps(self.action_map, indent=2) + "\n")
+                atomic_write_json(tmp / "action_map.json", self.action_map)  # eval's format
             _replace_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
