@@ -101,3 +101,32 @@ def test_coinrun_action_groups():
     np.testing.assert_array_equal(coinrun_action_group([[-1, 8], [2, 4]]), [[-1, 5], [1, 2]])
     with pytest.raises(ValueError):
         coinrun_action_group([15])
+
+
+def _runs(actions: np.ndarray) -> list[int]:
+    """Lengths of the runs of equal consecutive actions."""
+    edges = np.flatnonzero(np.diff(actions) != 0)
+    return np.diff(np.concatenate(([-1], edges, [len(actions) - 1]))).tolist()
+
+
+def test_held_policy_keeps_movements_and_travels(tmp_path):
+    from opengenie.cli import main
+    from opengenie.data.coinrun import HELD_ACTIONS, HeldPolicy
+
+    held = run_procgen_episode(("coinrun", 3, 0, 400, "held", 6))
+    rand = run_procgen_episode(("coinrun", 3, 0, 400))
+    a = held["actions"].astype(np.int64)
+    assert set(np.unique(a)) <= set(HELD_ACTIONS.tolist())  # CoinRun's six movements only
+    assert np.mean(_runs(a)) > 3 * np.mean(_runs(rand["actions"].astype(np.int64)))
+    # Over many frames: a new movement every `hold` frames on average, right half the time.
+    policy = HeldPolicy(np.random.default_rng(0), "coinrun", 6)
+    frames = np.array([policy() for _ in range(30_000)])
+    assert np.isin(frames, [7, 8]).mean() == pytest.approx(0.5, abs=0.03)
+    assert np.isin(frames, [1, 2]).mean() == pytest.approx(0.25, abs=0.03)
+    # Through the CLI: --policy and --hold take effect and are stored with the true actions.
+    out = tmp_path / "held"
+    args = ["data", "coinrun", "--out", str(out), "--levels", "3:4", "--max-steps", "400"]
+    assert main([*args, "--policy", "held", "--hold", "6", "--workers", "1"]) == 0
+    np.testing.assert_array_equal(open_dataset(out).actions(0), held["actions"])
+    with pytest.raises(UserError, match="--hold"):
+        generate_procgen(tmp_path / "y", episodes=1, policy="held", hold=0)

@@ -127,3 +127,33 @@ def test_eval_bad_input_is_one_line(setup, tmp_path, capsys) -> None:
     assert "unknown split" in err
     err = _error(capsys, ["eval", "--world", world, "--data", data, "--steps", "0"])
     assert "steps must be >= 1" in err
+
+
+def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys) -> None:
+    """On CoinRun data eval replays the game from the split's levels with held keys; the
+    pairing it measures with is the one it writes for play; --control-levels 0 skips it."""
+    pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
+    from opengenie.data.coinrun import generate_procgen
+
+    data, world_dir = tmp_path / "data", tmp_path / "world"
+    generate_procgen(data, levels="200000:200003", split="test", max_steps=20, workers=1)
+    World(preset("tiny", [s for s in SMALL if not s.startswith("image_size")])).save(world_dir)
+    args = ["eval", "--world", str(world_dir), "--data", str(data), "--fvd-clips", "0"]
+    args += ["--clips", "3", "--batch-size", "8", "--steps", "2", "--extra-steps", "", "--quiet"]
+    out = tmp_path / "report"
+    assert main([*args, "--control-levels", "2", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    c = m["control"]
+    assert c["levels"] == [200000, 200001] and c["frames"] == 16
+    assert set(c["movements"]) == {"left", "left+jump", "none", "jump", "right", "right+jump"}
+    right = c["movements"]["right"]["first"]
+    assert right["cases"] == 2 and right["game_dx"][1] > 4  # the game runs right
+    assert set(c["bars"]) >= {"right_first_same_way", "still_psnr16", "lam_held_nmi"}
+    amap = json.loads((world_dir / "action_map.json").read_text())
+    assert amap["keys"] == c["keys"] == m["actions"]["keys"]
+    assert World.load(world_dir).action_map["keys"] == c["keys"]  # what play sends
+    assert "Control: held keys" in (out / "report.html").read_text()
+    assert any(p.name.startswith("control_") for p in (out / "images").glob("*.png"))
+    assert "control (2 levels)" in capsys.readouterr().out
+    assert main([*args, "--control-levels", "0", "--out", str(tmp_path / "r0")]) == 0
+    assert json.loads((tmp_path / "r0" / "metrics.json").read_text())["control"] is None

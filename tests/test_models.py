@@ -51,6 +51,48 @@ def test_lam_action_t_sees_frames_up_to_t_plus_1(small_config):
     assert not torch.allclose(a[:, 2], b[:, 2], atol=1e-4)  # a_2 sees frame 3
 
 
+def _decoder_prediction(lam, video, actions):
+    """The LAM decoder's prediction of frames 2..T given fixed quantised actions."""
+    lam.quantizer.forward = lambda z: (actions, None, torch.zeros(()), {"codes_used": 1})
+    return lam(video)["pred"]
+
+
+def test_lam_latest_frame_decoder_sees_no_history(small_config):
+    """decoder_context="latest": the prediction of x_{t+1} depends on x_t only (and a_t);
+    the paper's decoder reads the whole history."""
+    video = torch.rand(1, 5, 32, 32, 3)
+    changed = video.clone()
+    changed[:, 1] = torch.rand_like(changed[:, 1])  # an earlier frame only
+    actions = torch.randn(1, 4, small_config.lam.quantizer.code_dim)
+    for context, differs in (("latest", False), ("all", True)):
+        small_config.lam.decoder_context = context
+        torch.manual_seed(0)
+        lam = LatentActionModel(small_config).eval()
+        a, b = _decoder_prediction(lam, video, actions), _decoder_prediction(lam, changed, actions)
+        assert torch.allclose(a[:, 0], b[:, 0], atol=1e-6)  # x_1 from x_0: before the change
+        later = not torch.allclose(a[:, 2:], b[:, 2:], atol=1e-5)  # x_3, x_4 from x_2, x_3
+        assert later == differs, context
+
+
+def test_lam_difference_objective_weights_small_changes(small_config):
+    """objective="difference": each transition's error is divided by its own change, so a
+    1-pixel scroll counts as much as a large change; predictions stay frames in [0, 1]."""
+    small_config.lam.objective = "difference"
+    torch.manual_seed(0)
+    lam = LatentActionModel(small_config).train()
+    base = synthetic_clip(frames=3, size=32)
+    out = lam(base)
+    assert out["pred"].shape == (1, 2, 32, 32, 3)
+    assert float(out["pred"].min()) >= 0 and float(out["pred"].max()) <= 1
+    still = base[:, :1].repeat(1, 3, 1, 1, 1)
+    lam.quantizer.forward = lambda z: (torch.zeros(1, 2, z.shape[-1]), None, torch.zeros(()), {})
+    # A perfect "no change" prediction of a still clip costs nothing; of a moving one, about 1.
+    lam.dec_out.weight.data.zero_()
+    lam.dec_out.bias.data.zero_()  # tanh(0) = 0: predicts no change
+    assert float(lam(still)["loss"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(lam(base)["loss"]) == pytest.approx(1.0, rel=1e-3)
+
+
 def _tokens(config, b=2, t=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = config.token_grid**2

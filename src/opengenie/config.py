@@ -74,6 +74,12 @@ class LAMConfig:
     quantizer: QuantizerConfig = field(
         default_factory=lambda: QuantizerConfig(codes=8, code_dim=32, dead_code_steps=50)
     )
+    # What the decoder sees besides the actions. "all": x_1..x_t (the paper's); "latest": only
+    # x_t, so motion cannot be extrapolated from the history and the action must carry it.
+    decoder_context: Literal["all", "latest"] = "all"
+    # "frame": predict x_{t+1} (the paper's); "difference": predict x_{t+1} - x_t, the loss of
+    # each transition divided by that transition's own change, so small scrolls count.
+    objective: Literal["frame", "difference"] = "frame"
 
 
 @dataclass
@@ -162,6 +168,10 @@ class GenieConfig:
             raise UserError("tokenizer.temporal_window must be >= 0 (0: all earlier frames)")
         self.tokenizer.quantizer.validate("tokenizer.quantizer")
         self.lam.quantizer.validate("lam.quantizer")
+        if self.lam.decoder_context not in ("all", "latest"):
+            raise UserError("lam.decoder_context must be 'all' or 'latest'")
+        if self.lam.objective not in ("frame", "difference"):
+            raise UserError("lam.objective must be 'frame' or 'difference'")
         if self.lam.quantizer.num_codes < 2:
             raise UserError("lam.quantizer needs at least 2 latent actions")
         d = self.dynamics

@@ -68,6 +68,8 @@ def cmd_coinrun(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             seed=args.seed,
             shard_bytes=_shard_bytes(args),
+            policy=args.policy,
+            hold=args.hold,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
@@ -127,6 +129,8 @@ def cmd_atari(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             shard_bytes=_shard_bytes(args),
+            policy=args.policy,
+            hold=args.hold,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
@@ -215,6 +219,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes; 0 = one per CPU core")
     p.add_argument("--max-steps", type=int, help="cap episode length below the game's own end")
     p.add_argument("--seed", type=int, default=0, help="random-policy seed (per level)")
+    p.add_argument(
+        "--policy",
+        default="random",
+        choices=["random", "held"],
+        help="random: a fresh uniform action every frame (the paper's); held: each movement "
+        "kept for 1..2*HOLD-1 frames, running right half the time (the agent travels)",
+    )
+    p.add_argument("--hold", type=int, default=8, help="held policy: mean frames per movement")
     _add_common(p)
     p.set_defaults(func=cmd_coinrun)
 

@@ -3,6 +3,12 @@
 Hard mode, a uniformly random policy that draws a fresh action every step (no action repeats /
 frame skip: each action is applied for exactly one frame), one episode per level, run until the
 game ends it (Procgen's own cap is 1,000 steps), levels in order from a half-open range.
+
+``policy="held"`` departs from App. F on purpose (the paper's random policy is the default):
+CoinRun's horizontal speed has momentum, so a key pressed for one frame barely shows in the next
+and a random agent jitters at the level start. The held policy keeps each movement for a random
+number of frames (1 .. 2*hold-1, mean ``hold``) and favours running right, so that the data
+shows the player running both ways, standing and jumping, and travelling through the level.
 """
 
 from __future__ import annotations
@@ -37,6 +43,12 @@ COINRUN_GROUP_NAMES = ("left", "left+jump", "none", "jump", "right", "right+jump
 _COINRUN_GROUP_OF_ACTION = np.array(
     [0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2], dtype=np.int64
 )  # index: Procgen action id 0..14
+POLICIES = ("random", "held")
+DEFAULT_HOLD = 8  # mean frames the held policy keeps a movement
+# The held policy's movements in CoinRun (Procgen ids LEFT, LEFT+UP, NOOP, UP, RIGHT, RIGHT+UP)
+# and how often each is drawn: running right half the time, so that the agent travels.
+HELD_ACTIONS = np.array([1, 2, 4, 5, 7, 8])
+HELD_WEIGHTS = np.array([0.125, 0.125, 0.125, 0.125, 0.25, 0.25])
 
 
 def coinrun_action_group(action_ids: Any) -> np.ndarray:
@@ -67,12 +79,32 @@ def _procgen_env_class() -> Any:
     return ProcgenGym3Env
 
 
-def run_procgen_episode(task: tuple[str, int, int, int | None]) -> dict[str, Any]:
-    """One episode of ``game`` on level ``level`` with a random policy seeded by (seed, level).
+class HeldPolicy:
+    """Keeps each drawn action for 1 .. 2*hold-1 frames (module docstring). In CoinRun it draws
+    from ``HELD_ACTIONS`` with ``HELD_WEIGHTS``; in other games from all 15 ids uniformly."""
+
+    def __init__(self, rng: np.random.Generator, game: str, hold: int) -> None:
+        self.rng, self.hold, self.left, self.action = rng, hold, 0, 4
+        coinrun = game == "coinrun"
+        self.ids = HELD_ACTIONS if coinrun else np.arange(NUM_ACTIONS)
+        self.p = HELD_WEIGHTS if coinrun else None
+
+    def __call__(self) -> int:
+        if self.left == 0:
+            self.action = int(self.rng.choice(self.ids, p=self.p))
+            self.left = int(self.rng.integers(1, 2 * self.hold))
+        self.left -= 1
+        return self.action
+
+
+def run_procgen_episode(task: tuple) -> dict[str, Any]:
+    """One episode of ``game`` on level ``level`` with a policy seeded by (seed, level):
+    task = (game, level, seed, max_steps[, policy, hold]); the policy defaults to "random".
 
     Returns frames uint8 (T, 64, 64, 3) and actions int16 (T,), ``actions[t]`` taken after frame t
     (the last one ends the episode, so its next frame is never observed)."""
-    game, level, seed, max_steps = task
+    game, level, seed, max_steps = task[:4]
+    policy, hold = task[4:6] if len(task) >= 6 else ("random", DEFAULT_HOLD)
     env = _procgen_env_class()(
         num=1,
         env_name=game,
@@ -83,6 +115,7 @@ def run_procgen_episode(task: tuple[str, int, int, int | None]) -> dict[str, Any
         num_threads=0,  # step in this thread: the parallelism is across processes
     )
     rng = np.random.default_rng([seed, level])
+    held = HeldPolicy(rng, game, hold) if policy == "held" else None
     cap = max_steps if max_steps is not None else 1_000_000  # Procgen ends episodes itself
     frames: list[np.ndarray] = []
     actions: list[int] = []
@@ -92,7 +125,7 @@ def run_procgen_episode(task: tuple[str, int, int, int | None]) -> dict[str, Any
         raise RuntimeError(f"Procgen started level {got_level}, asked for {level}")
     while len(frames) < cap:
         frames.append(ob["rgb"][0].copy())  # (64, 64, 3)
-        a = int(rng.integers(NUM_ACTIONS))
+        a = held() if held is not None else int(rng.integers(NUM_ACTIONS))
         actions.append(a)
         env.act(np.array([a], dtype=np.int32))
         _, ob, first = env.observe()
@@ -118,11 +151,17 @@ def generate_procgen(
     max_steps: int | None = None,
     seed: int = 0,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    policy: str = "random",
+    hold: int = DEFAULT_HOLD,
 ) -> dict[str, Any]:
     """Generate one episode per level into the dataset at ``out`` (created or appended to).
 
     Returns a summary: split, levels (first, end), episodes, frames."""
     game = check_game(game)
+    if policy not in POLICIES:
+        raise UserError(f"unknown --policy {policy!r}; use one of: {', '.join(POLICIES)}")
+    if hold < 1:
+        raise UserError(f"--hold must be >= 1, got {hold}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {max_steps}")
     try:
@@ -136,7 +175,7 @@ def generate_procgen(
         source = procgen_source(game)
         lv = resolve_levels(w.existing, source, split, episodes, levels)
         w.set_source_info(source, {"action_names": list(ACTION_NAMES), "num_actions": NUM_ACTIONS})
-        tasks = [(game, level, seed, max_steps) for level in lv]
+        tasks = [(game, level, seed, max_steps, policy, hold) for level in lv]
         generate_episodes(w, run_procgen_episode, tasks, split, workers, f"{game} {split}")
         n, f = w.episodes_added, w.frames_added
     return {"split": split, "levels": (lv.start, lv.stop), "episodes": n, "frames": f}

@@ -79,6 +79,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--fvd-cache", help="cache of real-data I3D statistics (~/.cache/opengenie)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per batch (32)")
     p.add_argument(
+        "--control-levels",
+        type=int,
+        default=32,
+        help="CoinRun levels of the split replayed for the held-key control measurement "
+        "(32; 0 skips it)",
+    )
+    p.add_argument(
         "--precision",
         choices=("bf16", "fp32"),
         default="bf16",
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         fvd_clips=args.fvd_clips,
         dynamics_precision=args.precision,
+        control_levels=args.control_levels,
     )
     out = Path(args.out) if args.out else Path(f"eval-{world_dir.resolve().name}")
     if out.exists() and not out.is_dir():
@@ -181,5 +189,9 @@ def _print_summary(m: dict, stream) -> None:
     if a.get("nmi") is not None:
         lines.append(f"action NMI {a['nmi']:.3f}, best-mapping accuracy {a['accuracy']:.3f}")
     lines.append(f"codes in use {a['codes_used']} of {a['num_codes']}")
+    if m.get("control"):
+        from opengenie.eval.report import control_summary
+
+        lines.append(control_summary(m["control"]))
     lines.append("time " + ", ".join(f"{k} {v:.0f}s" for k, v in m["timing"].items() if v >= 0.5))
     print("\n".join(lines), file=stream)

@@ -90,6 +90,7 @@ class EvalSettings:
     bootstrap_resamples: int = 10_000
     dynamics_precision: str = "bf16"  # "bf16": bf16 autocast for the dynamics model; "fp32"
     button_prompts: int = 2
+    control_levels: int = 32  # levels of the held-key control measurement (0: skip)
 
     def check(self) -> EvalSettings:
         if self.clips < 2:
@@ -111,6 +112,8 @@ class EvalSettings:
             raise UserError(f"--fvd-clips must be >= 0, got {self.fvd_clips}")
         if self.dynamics_precision not in ("bf16", "fp32"):
             raise UserError(f"precision must be bf16 or fp32, got {self.dynamics_precision!r}")
+        if self.control_levels < 0:
+            raise UserError(f"--control-levels must be >= 0, got {self.control_levels}")
         return self
 
     @property
@@ -633,6 +636,19 @@ def evaluate(
             contingency=table.tolist(),
         )
 
+    # -- control with held keys (its pairing of keys and codes is the one play gets) --------
+    with timer.part("control"):
+        control, control_pics = _control(world, dataset, s, precision, progress, log)
+    if control is not None and control["keys"]:
+        keys = control["keys"]
+        action_map = {
+            **(action_map or {}),
+            "names": key_names(keys),
+            "keys": keys,
+            "pairing": control["pairing"],
+        }
+        actions["keys"] = keys
+
     # -- what each button does ------------------------------------------------------------
     with timer.part("buttons"):
         buttons = _button_strips(world, tokens, s, window, device, precision)
@@ -662,6 +678,7 @@ def evaluate(
         "dynamics": dynamics_section,
         "fvd": fvd_out,
         "actions": actions,
+        "control": control,
         "settings": {
             "split": s.split,
             "clips": n,
@@ -693,10 +710,41 @@ def evaluate(
         "generated": generated[:4],
         "random": random_pics,
         "buttons": buttons,
+        "control": control_pics,
         "clips": [(c.episode, c.start) for c in clips[:4]],
         "t": s.t,
     }
     return EvalResult(metrics, pictures, action_map)
+
+
+def _control(
+    world: Any,
+    dataset: Any,
+    s: EvalSettings,
+    precision: Any,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The held-key control section on the split's first CoinRun levels, or None (with a log
+    line) where the game cannot be replayed: other sources, or Procgen not installed."""
+    from opengenie.data.coinrun import procgen_source
+
+    if s.control_levels == 0:
+        return None, {}
+    levels = np.unique(dataset.levels(s.split, procgen_source("coinrun")))[: s.control_levels]
+    if levels.size == 0:
+        log("control: skipped (no CoinRun levels in this split to replay)")
+        return None, {}
+    try:
+        from opengenie.eval.control import ControlSettings, control_section
+        from opengenie.eval.held_keys import record_held_keys
+
+        held = record_held_keys(levels, progress=progress)
+    except ImportError:
+        log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
+        return None, {}
+    cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size)
+    return control_section(world, held, cs, precision, progress)
 
 
 def _label(k: tuple[int, float]) -> str:

@@ -288,6 +288,8 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
             f"<p>Each latent action repeated for {len(strips[0]) - 1} frames.</p>"
             "<table>" + "".join(body) + "</table>"
         )
+    if metrics.get("control"):
+        sections.append(control_html(metrics["control"], pictures.get("control") or {}))
     timing = metrics.get("timing", {})
     sections.append(
         "<h2>Runtime</h2><pre>"
@@ -308,6 +310,78 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
         + "".join(sections)
         + "</body></html>\n"
     )
+
+
+def _px(value: Any) -> str:
+    return "—" if value is None else f"{value:+.1f}"
+
+
+def control_summary(c: dict[str, Any]) -> str:
+    """One line of the control bars for the terminal."""
+    b = c["bars"]
+    return (
+        f"control ({len(c['levels'])} levels): → same way {_fmt(b['right_first_same_way'])}, "
+        f"← (mid) {_fmt(b['left_mid_same_way'])}, ↑ dy sign {_fmt(b['jump_dy8_same_sign'])}, "
+        f"still frame-16 PSNR {_fmt(b['still_psnr16'])} dB, LAM ←/→/still distinct "
+        f"{b['lam_left_right_still_distinct']}, held NMI {_fmt(b['lam_held_nmi'], 3)}"
+    )
+
+
+def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
+    """The control section: a table per start kind, the LAM's codes, a picture per key."""
+    head = (
+        "<tr><th>key</th><th>code</th><th>cases</th><th>game dx / dy (px, frame "
+        f"{c['frames']})</th><th>world dx / dy</th><th>same way (x)</th><th>dy sign (frame "
+        f"{c['frames'] // 2})</th><th>PSNR world / copy, frame {c['frames'] // 2}</th>"
+        f"<th>frame {c['frames']}</th></tr>"
+    )
+    parts = [
+        "<h2>Control: held keys against the game</h2>",
+        f"<p>{html.escape(control_summary(c))}. Scroll is the camera's: dx &gt; 0 right, dy &gt; 0 "
+        f"up. Same way: the world's dx has the game's sign and lies within "
+        f"{html.escape(c['settings']['tolerance'])}, where the game moves "
+        f"≥ {c['settings']['moving_px']:g} px.</p>",
+    ]
+    for kind in c["start_kinds"]:
+        rows = []
+        for name, mv in c["movements"].items():
+            case = mv.get(kind) or {}
+            w = case.get("world") or {}
+            if not case.get("cases"):
+                continue
+            code = "—" if mv["code"] is None else mv["code"]
+            psnr8, psnr16 = w.get("psnr") or [None, None]
+            rows.append(
+                f"<tr><td>{html.escape(name)}</td><td>{code}</td><td>{case['cases']}</td>"
+                f"<td>{_px(case['game_dx'][1])} / {_px(case['game_dy'][1])}</td>"
+                f"<td>{_px((w.get('dx') or [None, None])[1])} / "
+                f"{_px((w.get('dy') or [None, None])[1])}</td>"
+                f"<td>{_fmt(w.get('same_way_x'))} ({w.get('moving_x_cases', 0)})</td>"
+                f"<td>{_fmt(w.get('same_sign_y'))} ({w.get('moving_y_cases', 0)})</td>"
+                f"<td>{_fmt(psnr8)} / {_fmt(case['copy_psnr'][0])}</td>"
+                f"<td>{_fmt(psnr16)} / {_fmt(case['copy_psnr'][1])}</td>"
+                "</tr>"
+            )
+        parts.append(f"<h3>From {kind} starts</h3><table>{head}{''.join(rows)}</table>")
+    lam = c["lam"]
+    cells = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{v['dominant_code']}</td><td>{_fmt(v['share'])}</td></tr>"
+        for n, v in lam["per_movement"].items()
+    )
+    parts.append(
+        f"<h3>The LAM's codes on the game's held-key videos ({html.escape(lam['start'])} starts)"
+        f"</h3><p>NMI {_fmt(lam['nmi'], 3)}</p><table><tr><th>key</th><th>dominant code</th>"
+        f"<th>share</th></tr>{cells}</table>"
+    )
+    for name, (game, world, level) in pictures.items():
+        if world is None:
+            label = f"{name}, level {level}: the game (no latent action is paired with this key)"
+            both = game
+        else:
+            label = f"{name}, level {level}: game above, world below"
+            both = np.concatenate([game, world], axis=1)  # (1+F, 2H, W, 3)
+        parts.append(f"<h3>{html.escape(label)}</h3>{_img(both, label, _scale(both))}")
+    return "".join(parts)
 
 
 def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 2) -> Image.Image:
@@ -348,6 +422,12 @@ def figures(metrics: dict[str, Any], pictures: dict[str, Any]) -> dict[str, Imag
     for i in range(count("buttons")):
         rows = [(action_label(code, names), f) for code, f in enumerate(pictures["buttons"][i])]
         out[f"actions_{i}.png"] = labelled_rows(rows)
+    for name, (game, world, level) in (pictures.get("control") or {}).items():
+        rows = [(f"game, level {level}", game)]
+        rows.append(
+            (f"world: {name}", world) if world is not None else (f"{name}: no code", game[:1])
+        )
+        out[f"control_{name.replace('+', '_').replace('/', '_')}.png"] = labelled_rows(rows)
     return out
 
 

@@ -18,7 +18,13 @@ class LatentActionModel(nn.Module):
     at frame t+1 is the continuous action a_t. Quantised to |A| codes. Decoder: sees x_1..x_t
     with a_1..a_t added to the patches of the frame they follow, predicts x_{t+1} in pixels.
     Only |A| codes pass the bottleneck, so the action has to say what changed, not the frame.
+
+    Options (``LAMConfig``): ``decoder_context="latest"`` decodes each transition from x_t alone
+    (no history to extrapolate motion from); ``objective="difference"`` predicts x_{t+1} - x_t
+    with each transition's loss divided by its own mean squared change.
     """
+
+    DIFF_FLOOR = 1e-3  # mean squared change below which a transition counts as "still"
 
     def __init__(self, config: GenieConfig) -> None:
         super().__init__()
@@ -37,6 +43,8 @@ class LatentActionModel(nn.Module):
         self.dec_pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)
         self.decoder = STTransformer(cfg.dim, cfg.dec_depth, cfg.heads, cfg.ffn, cfg.qk_norm)
         self.dec_out = nn.Linear(cfg.dim, pixels)
+        self.latest_only = cfg.decoder_context == "latest"
+        self.difference = cfg.objective == "difference"
 
     @property
     def num_actions(self) -> int:
@@ -56,10 +64,25 @@ class LatentActionModel(nn.Module):
         context = video[:, :-1]
         x = self.dec_in(patchify(context, self.patch)) + self.dec_pos  # (B, T-1, N, D)
         x = x + self.dec_action(q)[:, :, None]  # each action added to the frame it follows
-        patches = self.dec_out(self.decoder(x)).float()
-        pred = torch.sigmoid(unpatchify(patches, self.patch, self.grid, self.grid))
-        mse = F.mse_loss(pred, video[:, 1:])
-        return {"loss": mse + q_loss, "mse": mse, "pred": pred, "ids": ids, "actions": q, **stats}
+        b, t = x.shape[:2]
+        if self.latest_only:  # every transition on its own: (B*(T-1), 1, N, D)
+            x = self.decoder(x.reshape(b * t, 1, *x.shape[2:])).reshape(x.shape)
+        else:
+            x = self.decoder(x)
+        out = unpatchify(self.dec_out(x).float(), self.patch, self.grid, self.grid)
+        target = video[:, 1:]
+        if self.difference:
+            change = target - context  # (B, T-1, H, W, C) in [-1, 1]
+            pred_change = torch.tanh(out)
+            pred = (context + pred_change).clamp(0, 1)
+            scale = change.pow(2).mean(dim=(2, 3, 4)).clamp(min=self.DIFF_FLOOR)  # (B, T-1)
+            err = (pred_change - change).pow(2).mean(dim=(2, 3, 4))
+            loss = (err / scale).mean()
+            mse = F.mse_loss(pred, target)
+        else:
+            pred = torch.sigmoid(out)
+            loss = mse = F.mse_loss(pred, target)
+        return {"loss": loss + q_loss, "mse": mse, "pred": pred, "ids": ids, "actions": q, **stats}
 
     @torch.no_grad()
     def infer(self, video: torch.Tensor) -> torch.Tensor:
