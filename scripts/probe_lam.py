@@ -28,6 +28,7 @@ from opengenie.eval.control import held_code_table, lam_section
 from opengenie.eval.held_keys import HeldKeyVideos, record_held_keys
 from opengenie.eval.metrics import nmi
 from opengenie.models.lam import LatentActionModel
+from opengenie.train.labels import movement_labels
 
 
 class IDM(nn.Module):
@@ -89,7 +90,8 @@ def main() -> None:
                 loss = F.cross_entropy(logits.reshape(-1, 6), labels.reshape(-1), ignore_index=-1)
                 extra = {}
             else:
-                out = model(video)
+                fraction = config.lam.label_fraction
+                out = model(video, movement_labels(batch, fraction) if fraction > 0 else None)
                 loss, extra = out["loss"], {"used": float(out["codes_used"])}
         opt.zero_grad(set_to_none=True)
         loss.backward()

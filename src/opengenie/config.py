@@ -80,6 +80,11 @@ class LAMConfig:
     # "frame": predict x_{t+1} (the paper's); "difference": predict x_{t+1} - x_t, the loss of
     # each transition divided by that transition's own change, so small scrolls count.
     objective: Literal["frame", "difference"] = "frame"
+    # > 0: this share of the training transitions (a fixed subset, chosen by a hash of episode
+    # and frame) keeps its true movement, and code m is taught to mean movement m there
+    # (CoinRun's six movements, data.coinrun.COINRUN_GROUP_NAMES). 0: no labels (the paper's).
+    label_fraction: float = 0.0
+    label_weight: float = 1.0  # weight of that cross-entropy beside the reconstruction loss
 
 
 @dataclass
@@ -172,6 +177,8 @@ class GenieConfig:
             raise UserError("lam.decoder_context must be 'all' or 'latest'")
         if self.lam.objective not in ("frame", "difference"):
             raise UserError("lam.objective must be 'frame' or 'difference'")
+        if not 0.0 <= self.lam.label_fraction <= 1.0 or self.lam.label_weight < 0:
+            raise UserError("need 0 <= lam.label_fraction <= 1 and lam.label_weight >= 0")
         if self.lam.quantizer.num_codes < 2:
             raise UserError("lam.quantizer needs at least 2 latent actions")
         d = self.dynamics

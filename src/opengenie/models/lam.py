@@ -25,6 +25,7 @@ class LatentActionModel(nn.Module):
     """
 
     DIFF_FLOOR = 1e-3  # mean squared change below which a transition counts as "still"
+    LABEL_TEMPERATURE = 0.1  # cosine similarities / this = the logits of the label loss
 
     def __init__(self, config: GenieConfig) -> None:
         super().__init__()
@@ -45,6 +46,7 @@ class LatentActionModel(nn.Module):
         self.dec_out = nn.Linear(cfg.dim, pixels)
         self.latest_only = cfg.decoder_context == "latest"
         self.difference = cfg.objective == "difference"
+        self.label_weight = cfg.label_weight
 
     @property
     def num_actions(self) -> int:
@@ -58,9 +60,13 @@ class LatentActionModel(nn.Module):
         x = torch.cat((query, patches), dim=2) + self.enc_pos  # (B, T, N+1, D)
         return self.enc_out(self.encoder(x)[:, 1:, 0])  # frame t+1's query holds a_t
 
-    def forward(self, video: torch.Tensor) -> dict:
-        """Predict frames 2..T from frames 1..T-1 and the quantised actions between them."""
-        q, ids, q_loss, stats = self.quantizer(self._continuous_actions(video))  # (B, T-1, A)
+    def forward(self, video: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        """Predict frames 2..T from frames 1..T-1 and the quantised actions between them.
+
+        ``labels`` (B, T-1), -1 where unknown: the code each labelled transition should get
+        (``lam.label_fraction``); a cross-entropy on the codes' cosine similarities."""
+        z = self._continuous_actions(video)  # (B, T-1, A)
+        q, ids, q_loss, stats = self.quantizer(z)
         context = video[:, :-1]
         x = self.dec_in(patchify(context, self.patch)) + self.dec_pos  # (B, T-1, N, D)
         x = x + self.dec_action(q)[:, :, None]  # each action added to the frame it follows
@@ -82,7 +88,23 @@ class LatentActionModel(nn.Module):
         else:
             pred = torch.sigmoid(out)
             loss = mse = F.mse_loss(pred, target)
-        return {"loss": loss + q_loss, "mse": mse, "pred": pred, "ids": ids, "actions": q, **stats}
+        label_loss = self._label_loss(z, labels)
+        return {
+            "loss": loss + q_loss + self.label_weight * label_loss,
+            "mse": mse,
+            "label_loss": label_loss,
+            "pred": pred,
+            "ids": ids,
+            "actions": q,
+            **stats,
+        }
+
+    def _label_loss(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        known = labels >= 0 if labels is not None else None
+        if known is None or not bool(known.any()):
+            return z.new_zeros(()).float()
+        sim = F.normalize(z[known].float(), dim=-1) @ self.quantizer.codebook().t()  # (K, |A|)
+        return F.cross_entropy(sim / self.LABEL_TEMPERATURE, labels[known])
 
     @torch.no_grad()
     def infer(self, video: torch.Tensor) -> torch.Tensor:

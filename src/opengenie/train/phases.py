@@ -17,6 +17,7 @@ from opengenie.models import VideoTokenizer, World
 from opengenie.models.world import WORLD_FORMAT, read_checkpoint_config
 from opengenie.train import checkpoint as ckpt
 from opengenie.train import distributed
+from opengenie.train.labels import movement_labels
 from opengenie.train.loop import Phase, RunOptions, run_phase
 from opengenie.train.validate import (
     dynamics_images,
@@ -182,16 +183,21 @@ class CoTraining(nn.Module):
         super().__init__()
         self.lam, self.dynamics = world.lam, world.dynamics
 
-    def forward(self, video: torch.Tensor, tokens: torch.Tensor) -> dict:
-        lam = self.lam(video)  # (B, T-1) actions from (B, T) frames
+    def forward(
+        self, video: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict:
+        lam = self.lam(video, labels)  # (B, T-1) actions from (B, T) frames
         dyn = self.dynamics.masked_loss(tokens, lam["actions"].detach())
-        return {
+        out = {
             "loss": lam["loss"] + dyn["loss"],
             "lam_mse": lam["mse"],
             "dynamics_ce": dyn["loss"],
             "masked_accuracy": dyn["accuracy"],
             "actions_used": lam["codes_used"],
         }
+        if labels is not None:
+            out["lam_label_ce"] = lam["label_loss"]
+        return out
 
 
 def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
@@ -227,10 +233,14 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
     loader = make_loader(args.data, config, batch, args.opts.seed, info)
     make_val = val_loader_factory(args, config, batch) if info.is_main else None
 
+    fraction = config.lam.label_fraction
+
     def inputs(b: dict) -> tuple:
         video = to_video(b["frames"], device)
         with torch.no_grad():
             tokens = world.tokenizer.encode(video).flatten(2)  # (B, T, N)
+        if fraction > 0:  # a fixed few labelled transitions (train/labels.py)
+            return video, tokens, movement_labels(b, fraction).to(device)
         return video, tokens
 
     phase = Phase(
