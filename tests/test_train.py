@@ -234,3 +234,15 @@ def test_tokenizer_temporal_window_trains_on_window_length_clips(data, tmp_path,
     config = read_tokenizer_config(out)
     assert config.tokenizer.temporal_window == 2
     assert VideoTokenizer(config).encoder.window == 2
+
+
+def test_dynamics_can_take_the_tokenizer_of_a_world(data, tmp_path):
+    """--tokenizer WORLD: phase 2 starts from that World's tokenizer (e.g. the shipped one's)."""
+    assert _train("tokenizer", data, tmp_path / "tok", 2, "--seed", "3") == 0
+    assert _train("dynamics", data, tmp_path / "w1", 1, "--tokenizer", str(tmp_path / "tok")) == 0
+    args = ("--tokenizer", str(tmp_path / "w1"), "--set", "lam.decoder_context=latest")
+    assert _train("dynamics", data, tmp_path / "w2", 1, *args) == 0
+    w1, w2 = World.load(tmp_path / "w1"), World.load(tmp_path / "w2")
+    tok1, tok2 = w1.tokenizer.state_dict(), w2.tokenizer.state_dict()
+    assert all(torch.equal(tok1[k], tok2[k]) for k in tok1)  # frozen in phase 2: the same
+    assert w2.config.lam.decoder_context == "latest"  # the new run's own LAM settings

@@ -49,7 +49,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     tok.set_defaults(func=run_tokenizer)
     dyn = phases.add_parser("dynamics", help="phase 2: LAM + dynamics on a trained tokenizer")
     _common(dyn)
-    dyn.add_argument("--tokenizer", help="tokenizer run from phase 1")
+    dyn.add_argument(
+        "--tokenizer", help="tokenizer run from phase 1, or a World whose tokenizer to use"
+    )
     dyn.add_argument("--out", required=True, help="World directory to write")
     dyn.set_defaults(func=run_dynamics)
     both = phases.add_parser("all", help="both phases; --out is the World directory")

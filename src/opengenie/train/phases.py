@@ -217,13 +217,20 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         if tokenizer_dir is None:
             raise UserError("pass --tokenizer RUN (phase 1) or --init-from WORLD")
         config = args.config
-        tok_config = ckpt.read_tokenizer_config(tokenizer_dir)
+        tok_path = Path(tokenizer_dir)
+        # A World's tokenizer serves as well as a phase-1 run: e.g. the shipped world's.
+        from_world = read_any_config(tok_path) == WORLD_FORMAT
+        tok_config = (
+            read_checkpoint_config(tok_path, WORLD_FORMAT)
+            if from_world
+            else ckpt.read_tokenizer_config(tok_path)
+        )
         if tok_config.tokenizer != config.tokenizer or tok_config.image_size != config.image_size:
             # The tokenizer's own sizes win: the dynamics model must match its vocabulary.
             config.tokenizer, config.image_size = tok_config.tokenizer, tok_config.image_size
             config.validate()
         world = World(config)
-        ckpt.load_weights(Path(tokenizer_dir), world.tokenizer)
+        ckpt.load_weights(tok_path, world.tokenizer, "tokenizer" if from_world else "")
     world = world.to(device)
     config = world.config
     world.train()
