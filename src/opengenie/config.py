@@ -81,8 +81,8 @@ class LAMConfig:
     # each transition divided by that transition's own change, so small scrolls count.
     objective: Literal["frame", "difference"] = "frame"
     # > 0: this share of the training transitions (a fixed subset, chosen by a hash of episode
-    # and frame) keeps its true movement, and code m is taught to mean movement m there
-    # (CoinRun's six movements, data.coinrun.COINRUN_GROUP_NAMES). 0: no labels (the paper's).
+    # and frame) keeps its true movement (CoinRun's six, data.coinrun.COINRUN_GROUP_NAMES),
+    # which an inverse-dynamics head on the encoder learns to predict. 0: no labels (paper's).
     label_fraction: float = 0.0
     label_weight: float = 1.0  # weight of that cross-entropy beside the reconstruction loss
 

@@ -25,7 +25,7 @@ class LatentActionModel(nn.Module):
     """
 
     DIFF_FLOOR = 1e-3  # mean squared change below which a transition counts as "still"
-    LABEL_TEMPERATURE = 0.1  # cosine similarities / this = the logits of the label loss
+    LABEL_CLASSES = 6  # CoinRun's movements (data.coinrun.COINRUN_GROUP_NAMES)
 
     def __init__(self, config: GenieConfig) -> None:
         super().__init__()
@@ -47,6 +47,10 @@ class LatentActionModel(nn.Module):
         self.latest_only = cfg.decoder_context == "latest"
         self.difference = cfg.objective == "difference"
         self.label_weight = cfg.label_weight
+        # With labels: an inverse-dynamics head on the encoder's action, so that the encoder
+        # learns to see the movement; the codes then cluster by it (a cross-entropy on the
+        # codebook itself collapsed: every action to one code).
+        self.label_head = nn.Linear(code_dim, self.LABEL_CLASSES) if cfg.label_fraction else None
 
     @property
     def num_actions(self) -> int:
@@ -63,8 +67,8 @@ class LatentActionModel(nn.Module):
     def forward(self, video: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """Predict frames 2..T from frames 1..T-1 and the quantised actions between them.
 
-        ``labels`` (B, T-1), -1 where unknown: the code each labelled transition should get
-        (``lam.label_fraction``); a cross-entropy on the codes' cosine similarities."""
+        ``labels`` (B, T-1), -1 where unknown: the movement of each labelled transition
+        (``lam.label_fraction``), a cross-entropy of the label head on the encoder's action."""
         z = self._continuous_actions(video)  # (B, T-1, A)
         q, ids, q_loss, stats = self.quantizer(z)
         context = video[:, :-1]
@@ -100,11 +104,11 @@ class LatentActionModel(nn.Module):
         }
 
     def _label_loss(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        known = labels >= 0 if labels is not None else None
+        known = labels >= 0 if labels is not None and self.label_head is not None else None
         if known is None or not bool(known.any()):
             return z.new_zeros(()).float()
-        sim = F.normalize(z[known].float(), dim=-1) @ self.quantizer.codebook().t()  # (K, |A|)
-        return F.cross_entropy(sim / self.LABEL_TEMPERATURE, labels[known])
+        logits = self.label_head(z[known]).float()  # (K, 6)
+        return F.cross_entropy(logits, labels[known])
 
     @torch.no_grad()
     def infer(self, video: torch.Tensor) -> torch.Tensor:
