@@ -23,14 +23,13 @@ from opengenie.models import World
 from opengenie.play.cli import DEFAULT_STEPS
 
 
-
 def parse_plan(text: str) -> list[tuple[str, int]]:
     """ "right:16,none:6" -> [("right", 16), ("none", 6)]."""
     plan = []
     for item in text.split(","):
         name, _, count = item.partition(":")
         if name not in MOVEMENT_ACTION or not count.isdigit():
-            raise SystemExit(f"bad step {item!r}: use movement:frames, movements {list(MOVEMENT_ACTION)}")
+            raise SystemExit(f"bad step {item!r}: use movement:frames; {list(MOVEMENT_ACTION)}")
         plan.append((name, int(count)))
     return plan
 
