@@ -87,8 +87,11 @@ def test_wrong_checkpoints_are_one_line_errors(data, tmp_path, capsys):
     assert _train("tokenizer", data, tmp_path / "tok", 1) == 0
     assert _train("dynamics", data, tmp_path / "w", 1, "--tokenizer", str(tmp_path / "tok")) == 0
     capsys.readouterr()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"format": "opengenie-agent", "config": {}}')
     cases = [
-        (["--tokenizer", str(tmp_path / "w")], "not a opengenie-tokenizer"),
+        (["--tokenizer", str(other)], "not a opengenie-tokenizer"),
         (["--tokenizer", str(data)], "it is a data set"),
     ]
     for extra, message in cases:

@@ -219,7 +219,9 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         config = args.config
         tok_path = Path(tokenizer_dir)
         # A World's tokenizer serves as well as a phase-1 run: e.g. the shipped world's.
-        from_world = read_any_config(tok_path) == WORLD_FORMAT
+        from_world = (tok_path / "config.json").is_file() and read_any_config(
+            tok_path
+        ) == WORLD_FORMAT
         tok_config = (
             read_checkpoint_config(tok_path, WORLD_FORMAT)
             if from_world
