@@ -71,7 +71,7 @@ class LatentActionModel(nn.Module):
         (``lam.label_fraction``), a cross-entropy of the label head on the encoder's action."""
         z = self._continuous_actions(video)  # (B, T-1, A)
         q, ids, q_loss, stats = self.quantizer(z)
-        context = video[:, :-1]
+        context, target = video[:, :-1], video[:, 1:]
         x = self.dec_in(patchify(context, self.patch)) + self.dec_pos  # (B, T-1, N, D)
         x = x + self.dec_action(q)[:, :, None]  # each action added to the frame it follows
         b, t = x.shape[:2]
@@ -80,28 +80,28 @@ class LatentActionModel(nn.Module):
         else:
             x = self.decoder(x)
         out = unpatchify(self.dec_out(x).float(), self.patch, self.grid, self.grid)
-        target = video[:, 1:]
-        if self.difference:
-            change = target - context  # (B, T-1, H, W, C) in [-1, 1]
-            pred_change = torch.tanh(out)
-            pred = (context + pred_change).clamp(0, 1)
-            scale = change.pow(2).mean(dim=(2, 3, 4)).clamp(min=self.DIFF_FLOOR)  # (B, T-1)
-            err = (pred_change - change).pow(2).mean(dim=(2, 3, 4))
-            loss = (err / scale).mean()
-            mse = F.mse_loss(pred, target)
-        else:
-            pred = torch.sigmoid(out)
-            loss = mse = F.mse_loss(pred, target)
+        pred, loss = self._prediction(out, context, target)
         label_loss = self._label_loss(z, labels)
         return {
             "loss": loss + q_loss + self.label_weight * label_loss,
-            "mse": mse,
+            "mse": F.mse_loss(pred, target),
             "label_loss": label_loss,
             "pred": pred,
             "ids": ids,
             "actions": q,
             **stats,
         }
+
+    def _prediction(self, out: torch.Tensor, context: torch.Tensor, target: torch.Tensor):
+        """Decoder output -> (predicted frames, loss) under ``lam.objective``; (B, T-1, H, W, C)."""
+        if not self.difference:
+            pred = torch.sigmoid(out)
+            return pred, F.mse_loss(pred, target)
+        change = target - context  # in [-1, 1]
+        pred_change = torch.tanh(out)
+        scale = change.pow(2).mean(dim=(2, 3, 4)).clamp(min=self.DIFF_FLOOR)  # (B, T-1)
+        err = (pred_change - change).pow(2).mean(dim=(2, 3, 4))
+        return (context + pred_change).clamp(0, 1), (err / scale).mean()
 
     def _label_loss(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         known = labels >= 0 if labels is not None and self.label_head is not None else None
