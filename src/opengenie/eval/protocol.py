@@ -596,7 +596,8 @@ def evaluate(
     m = n if s.fvd_clips is None else min(s.fvd_clips, n)
     with timer.part("fvd"):
         if m < 2:
-            fvd_out = {"value": None, "n": m, "reason": "skipped (FVD needs >= 2 clips)"}
+            why = "--fvd-clips 0" if s.fvd_clips == 0 else "FVD needs >= 2 clips"
+            fvd_out = {"value": None, "n": m, "reason": f"skipped ({why})"}
         elif fvd is None:
             fvd_out = {"value": None, "n": m, "reason": "skipped"}
         else:
