@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
 from opengenie.eval.metrics import key_assignment, nmi, psnr
+from opengenie.eval.rollout import batch_generator, cached_rollout
 from opengenie.eval.scroll import estimate_scroll
 
 MOVING_PX = 4.0  # the game "moves" along an axis when it scrolls at least this far
@@ -124,8 +125,6 @@ def world_held_rollouts(
 ) -> np.ndarray:
     """From uint8 start frames (K, H, W, 3), hold latent action ``codes[k]`` for ``frames``
     frames: uint8 (K, 1 + frames, H, W, 3), frame 0 the tokenizer's view of the start."""
-    from opengenie.eval.protocol import _batch_generator, cached_rollout
-
     device = world.device
     window = int(world.config.frames)
     out = []
@@ -138,7 +137,7 @@ def world_held_rollouts(
         held = torch.as_tensor(codes[i : i + s.batch_size], device=device)[:, None]
         vectors = world.lam.action_vectors(held.expand(-1, frames))  # (B, F, A)
         with precision:
-            gen = _batch_generator(s.seed, b, 3, device)
+            gen = batch_generator(s.seed, b, 3, device)
             tokens = cached_rollout(
                 world.dynamics,
                 prompt.flatten(2),

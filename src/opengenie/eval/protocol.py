@@ -50,7 +50,8 @@ from opengenie.eval.metrics import (
     psnr,
     ssim,
 )
-from opengenie.models.maskgit import maskgit_fill
+from opengenie.eval.rollout import batch_generator as _batch_generator
+from opengenie.eval.rollout import cached_rollout
 
 CLIP_FRAMES = 16  # the protocol's clip length (tokenizer, rollouts and FVD)
 PROTOCOL_T = 4  # ΔtPSNR is always reported at t = 4 (paper §3)
@@ -227,69 +228,6 @@ def true_action_labels(
 
 
 # -- generation -------------------------------------------------------------------------------
-
-
-def _dtype_of(module: Any) -> torch.dtype:
-    for p in getattr(module, "parameters", lambda: iter(()))():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
-
-
-@torch.no_grad()
-def cached_rollout(
-    dynamics: Any,
-    context: torch.Tensor,
-    actions: torch.Tensor,
-    steps: int,
-    temperature: float,
-    mode: str,
-    generator: torch.Generator | None,
-    window: int,
-) -> torch.Tensor:
-    """Feed real ``context`` frames, then generate frames one by one through the KV cache.
-
-    context: tokens (B, t0, N); actions: code vectors (B, t0 - 1 + F, A), ``actions[:, j]``
-    leading into frame j + 1. Returns tokens (B, t0 + F, N): the context, then F new frames.
-    Same numbers as ``maskgit.rollout`` (which recomputes the window) while t0 + F <= window.
-    """
-    b, t0, n = context.shape
-    frames = actions.shape[1] + 1 - t0
-    if frames < 0:
-        raise ValueError(f"{actions.shape[1]} actions cannot follow {t0} context frames")
-    actions = actions.to(_dtype_of(dynamics))
-    cache = dynamics.transformer.new_cache(window)
-    dynamics.step_logits(context[:, :1], None, cache, update_cache=True)
-    for j in range(1, t0):  # one frame at a time: each has its own action
-        dynamics.step_logits(context[:, j : j + 1], actions[:, j - 1], cache, update_cache=True)
-    out = [context]
-    for f in range(frames):
-        action = actions[:, t0 - 1 + f]  # (B, A)
-
-        def logits_fn(current: torch.Tensor, action: torch.Tensor = action) -> torch.Tensor:
-            return dynamics.step_logits(current[:, None], action, cache)[:, 0]  # (B, N, V)
-
-        new = maskgit_fill(
-            logits_fn,
-            b,
-            n,
-            dynamics.mask_id,
-            steps,
-            temperature,
-            mode,
-            generator,
-            context.device,
-        )  # (B, N)
-        if f + 1 < frames:  # the last frame is never needed as context
-            dynamics.step_logits(new[:, None], action, cache, update_cache=True)
-        out.append(new[:, None])
-    return torch.cat(out, dim=1)
-
-
-def _batch_generator(seed: int, batch: int, part: int, device: torch.device) -> torch.Generator:
-    """A generator seeded by (seed, part, batch): independent streams, reproducible."""
-    state = np.random.SeedSequence([seed, part, batch]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
 
 
 def _capped_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
