@@ -45,9 +45,10 @@ _COINRUN_GROUP_OF_ACTION = np.array(
 )  # index: Procgen action id 0..14
 POLICIES = ("random", "held")
 DEFAULT_HOLD = 8  # mean frames the held policy keeps a movement
-# The held policy's movements in CoinRun (Procgen ids LEFT, LEFT+UP, NOOP, UP, RIGHT, RIGHT+UP)
-# and how often each is drawn: running right half the time, so that the agent travels.
-HELD_ACTIONS = np.array([1, 2, 4, 5, 7, 8])
+# One Procgen id per CoinRun movement (LEFT, LEFT+UP, NOOP, UP, RIGHT, RIGHT+UP).
+MOVEMENT_ACTION = dict(zip(COINRUN_GROUP_NAMES, (1, 2, 4, 5, 7, 8), strict=True))
+# The held policy's movements and how often each is drawn: right half the time, to travel.
+HELD_ACTIONS = np.array([MOVEMENT_ACTION[name] for name in COINRUN_GROUP_NAMES])
 HELD_WEIGHTS = np.array([0.125, 0.125, 0.125, 0.125, 0.25, 0.25])
 
 

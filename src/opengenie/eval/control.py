@@ -24,13 +24,12 @@ import torch
 from tqdm import tqdm
 
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
-from opengenie.eval.metrics import key_assignment, nmi, psnr
-from opengenie.eval.rollout import batch_generator, cached_rollout
+from opengenie.eval.metrics import capped_psnr, key_assignment, nmi
+from opengenie.eval.rollout import batch_generator, cached_rollout, to_uint8
 from opengenie.eval.scroll import estimate_scroll
 
 MOVING_PX = 4.0  # the game "moves" along an axis when it scrolls at least this far
 TOLERANCE_PX, TOLERANCE_SHARE = 4.0, 0.4  # "the same way": within max(4 px, 40%) of the game
-PSNR_CAP = 100.0
 
 
 @dataclass
@@ -149,14 +148,14 @@ def world_held_rollouts(
                 window,
             )  # fmt: skip  (B, 1+F, N)
         dec = world.tokenizer.decode(tokens.view(*tokens.shape[:2], grid, grid))
-        out.append((dec.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        out.append(to_uint8(dec))
     return np.concatenate(out)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ta = torch.as_tensor(a).float().div(255)
     tb = torch.as_tensor(b).float().div(255)
-    return psnr(ta, tb).clamp(max=PSNR_CAP).numpy()
+    return capped_psnr(ta, tb).numpy()
 
 
 def _same_way(world: np.ndarray, game: np.ndarray) -> np.ndarray:

@@ -20,23 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from opengenie.data.coinrun import COINRUN_GROUP_NAMES, _procgen_env_class
+from opengenie.data.coinrun import COINRUN_GROUP_NAMES, MOVEMENT_ACTION, _procgen_env_class
 
 HELD_FRAMES = 16
 MID_RUN = 24  # frames of RIGHT+UP, then
 MID_STILL = 12  # frames of no key: about 3 px of momentum left after 24 frames of running
 START_KINDS = ("first", "mid")
-# One Procgen action id per movement group (COINRUN_GROUP_NAMES order).
-MOVEMENT_ACTION = {
-    "left": 1,
-    "left+jump": 2,
-    "none": 4,
-    "jump": 5,
-    "right": 7,
-    "right+jump": 8,
-}
 MOVEMENTS = COINRUN_GROUP_NAMES  # ("left", "left+jump", "none", "jump", "right", "right+jump")
-_RUN_RIGHT, _STILL = 8, 4
+_RUN_RIGHT, _STILL = MOVEMENT_ACTION["right+jump"], MOVEMENT_ACTION["none"]
 
 
 @dataclass

@@ -34,6 +34,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor, max_val: float = 1.0) -> torch.Tensor
     return 10.0 * torch.log10(max_val**2 / mse)
 
 
+PSNR_CAP = 100.0  # dB; identical frames would give +inf (8-bit frames top out near 89 dB)
+
+
+def capped_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``psnr`` with identical images scored PSNR_CAP instead of +inf (averages stay finite)."""
+    return psnr(a, b).clamp(max=PSNR_CAP)
+
+
 def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))

@@ -42,16 +42,18 @@ from tqdm import tqdm
 
 from opengenie.errors import UserError
 from opengenie.eval.metrics import (
+    PSNR_CAP,
     best_mapping_accuracy,
     bootstrap_ci,
     key_assignment,
     key_names,
     nmi,
-    psnr,
     ssim,
 )
+from opengenie.eval.metrics import capped_psnr as _capped_psnr
 from opengenie.eval.rollout import batch_generator as _batch_generator
 from opengenie.eval.rollout import cached_rollout
+from opengenie.eval.rollout import to_uint8 as _to_uint8
 
 CLIP_FRAMES = 16  # the protocol's clip length (tokenizer, rollouts and FVD)
 PROTOCOL_T = 4  # ΔtPSNR is always reported at t = 4 (paper §3)
@@ -59,7 +61,6 @@ PROTOCOL_STEPS = 25
 PROTOCOL_TEMPERATURE = 1.0
 PROTOCOL_MODE = "random"
 USED_CODE_FRACTION = 0.01  # a code is "in use" when >= 1% of the inferred actions pick it
-PSNR_CAP = 100.0  # dB; identical frames would give +inf (8-bit frames top out near 89 dB)
 PLAY_STEPS = 8  # play's default MaskGIT steps (play.cli.DEFAULT_STEPS): reported beside
 BUTTON_FRAMES = 8  # frames per strip in "what each button does"
 
@@ -230,16 +231,8 @@ def true_action_labels(
 # -- generation -------------------------------------------------------------------------------
 
 
-def _capped_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return psnr(a, b).clamp(max=PSNR_CAP)
-
-
 def _to_float(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(frames)).to(device).float().div_(255.0)
-
-
-def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    return (video.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def _batches(n: int, size: int) -> Iterator[tuple[int, slice]]:

@@ -72,3 +72,8 @@ def batch_generator(seed: int, batch: int, part: int, device: torch.device) -> t
     """A generator seeded by (seed, part, batch): independent streams, reproducible."""
     state = np.random.SeedSequence([seed, part, batch]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Decoded frames in [0, 1] (any shape) -> uint8 on the CPU."""
+    return (video.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
