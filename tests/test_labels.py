@@ -91,3 +91,93 @@ def test_training_with_labels_logs_the_label_loss(tmp_path) -> None:
     assert train and all(r["lam_label_ce"] > 0 for r in train)
     config = json.loads((tmp_path / "w" / "config.json").read_text())["config"]
     assert config["lam"]["label_fraction"] == 0.5
+
+
+def test_label_codes_make_a_labelled_transition_take_its_movements_code(small_config) -> None:
+    """With lam.label_codes, a labelled transition's action is code m of movement m (what the
+    decoder and the dynamics model see), unlabelled ones keep their nearest code, and training
+    pulls the encoder to the label's code, so that inference finds it without labels."""
+    small_config.lam.label_fraction = 1.0
+    small_config.lam.label_codes = True
+    torch.manual_seed(0)
+    lam = LatentActionModel(small_config).train()
+    assert lam.quantizer.dead_code_steps == 0  # codes that name movements are never reset
+    velocities, labels = (-3, 0, 3), (0, 2, 4)
+    video = torch.stack([_moving_square(v) for v in velocities])  # (3, 4, 32, 32, 3)
+    target = torch.tensor(labels)[:, None].expand(3, 3).clone()  # (3, T-1)
+    target[0, 0] = -1  # one unknown transition keeps the encoder's nearest code
+    out = lam(video, target)
+    nearest = lam.infer(video)
+    assert out["ids"][0, 0] == nearest[0, 0]
+    known = target >= 0
+    assert (out["ids"][known] == target[known]).all()
+    codebook = lam.quantizer.codebook().detach()
+    torch.testing.assert_close(out["actions"][1, 1].detach(), codebook[2])
+    opt = torch.optim.Adam(lam.parameters(), lr=1e-3)
+    target[0, 0] = 0
+    for _ in range(150):
+        out = lam(video, target)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    shifted = torch.stack([_moving_square(v).roll(4, dims=1) for v in velocities])
+    assert lam.infer(shifted).tolist() == target.tolist()  # the codes are the movements
+
+
+def test_label_codes_need_labels_and_a_vq_codebook_of_six(small_config) -> None:
+    from opengenie.errors import UserError
+
+    small_config.lam.label_codes = True
+    with pytest.raises(UserError, match="label_codes"):
+        small_config.validate()  # no labels
+    small_config.lam.label_fraction = 0.5
+    small_config.validate()
+    small_config.lam.quantizer.codes = 4
+    with pytest.raises(UserError, match="label_codes"):
+        small_config.validate()
+
+
+def test_a_label_code_world_pairs_keys_with_its_label_codes(small_config) -> None:
+    from opengenie.eval.control import LABEL_PAIRING, LIFT_PAIRING, key_pairing
+    from opengenie.eval.held_keys import MOVEMENTS
+    from opengenie.models import World
+
+    table = np.zeros((8, 6), dtype=np.int64)
+    table[7, :] = 5  # the LAM's codes on the game's videos say nothing: all code 7
+    table[3, 4] = 9  # ... except that → mostly gets code 3
+    small_config.lam.label_fraction, small_config.lam.label_codes = 0.5, True
+    keys, how = key_pairing(World(small_config), table)
+    assert how == LABEL_PAIRING and keys == {name: m for m, name in enumerate(MOVEMENTS)}
+    small_config.lam.label_codes = False
+    keys, how = key_pairing(World(small_config), table)
+    assert how == LIFT_PAIRING and keys["right"] == 3
+
+
+def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
+    """--init-from WORLD keeps the World's sizes but the new run's LAM training choices: here
+    label codes on a world trained without them, and the head it had is dropped."""
+    pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
+    from opengenie.cli import main
+    from opengenie.data.coinrun import generate_procgen
+    from opengenie.models import World
+
+    from .test_cli import SMALL, _sets
+
+    data = tmp_path / "data"
+    generate_procgen(data, episodes=2, max_steps=40, workers=1)
+    sets = [s for s in SMALL if not s.startswith("image_size")]
+    base = ["--data", str(data), "--steps", "1", "--no-tensorboard", *_sets(sets)]
+    assert main(["train", "tokenizer", "--out", str(tmp_path / "tok"), *base]) == 0
+    first = ["--set", "lam.label_fraction=0.5", "--tokenizer", str(tmp_path / "tok")]
+    assert main(["train", "dynamics", "--out", str(tmp_path / "w"), *base, *first]) == 0
+    tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
+    tuned += ["--set", "lam.label_codes=true"]
+    assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
+    world = World.load(tmp_path / "w2")
+    assert world.config.lam.label_fraction == 1.0 and world.config.lam.label_codes
+    assert world.lam.label_head is None
+    source = World.load(tmp_path / "w")
+    torch.testing.assert_close(  # the tokenizer came over from the first world, untouched
+        world.tokenizer.state_dict()["quantizer.embedding"],
+        source.tokenizer.state_dict()["quantizer.embedding"],
+    )

@@ -85,6 +85,11 @@ class LAMConfig:
     # which an inverse-dynamics head on the encoder learns to predict. 0: no labels (paper's).
     label_fraction: float = 0.0
     label_weight: float = 1.0  # weight of that cross-entropy beside the reconstruction loss
+    # With labels: a labelled transition's action *is* code m of its movement m, for the LAM's
+    # decoder and the dynamics model alike (its encoder output is pulled to that code), so the
+    # world learns what each code does from the true movements; play's keys are then codes 0-5.
+    # Needs a VQ quantizer with >= 6 codes.
+    label_codes: bool = False
 
 
 @dataclass
@@ -179,6 +184,14 @@ class GenieConfig:
             raise UserError("lam.objective must be 'frame' or 'difference'")
         if not 0.0 <= self.lam.label_fraction <= 1.0 or self.lam.label_weight < 0:
             raise UserError("need 0 <= lam.label_fraction <= 1 and lam.label_weight >= 0")
+        if self.lam.label_codes and (
+            self.lam.label_fraction <= 0
+            or self.lam.quantizer.kind != "vq"
+            or self.lam.quantizer.num_codes < 6
+        ):
+            raise UserError(
+                "lam.label_codes needs lam.label_fraction > 0 and a vq quantizer with >= 6 codes"
+            )
         if self.lam.quantizer.num_codes < 2:
             raise UserError("lam.quantizer needs at least 2 latent actions")
         d = self.dynamics

@@ -86,6 +86,18 @@ def held_key_pairing(table: np.ndarray) -> dict[str, int]:
     return key_assignment(table, used, list(MOVEMENTS))
 
 
+LIFT_PAIRING = "one-to-one lift assignment on the LAM's codes for the game's held-key videos"
+LABEL_PAIRING = "label codes: code m was trained as movement m (lam.label_codes)"
+
+
+def key_pairing(world: Any, table: np.ndarray) -> tuple[dict[str, int], str]:
+    """The keys play sends, and how they were found: a world trained with label codes knows
+    what each code means; any other world's codes are paired by the held-key table."""
+    if world.config.lam.label_codes:
+        return {name: m for m, name in enumerate(MOVEMENTS)}, LABEL_PAIRING
+    return held_key_pairing(table), LIFT_PAIRING
+
+
 def lam_section(table: np.ndarray) -> dict[str, Any]:
     """Dominant code and its share per movement, and NMI of codes against movements."""
     per = {}
@@ -214,7 +226,7 @@ def control_section(
     num_codes = int(world.num_actions)
     codes = lam_codes(world.lam, held, device)  # (L, S, M, F)
     table = held_code_table(codes, held.valid, num_codes, held.start_kinds.index(LAM_START))
-    keys = held_key_pairing(table)
+    keys, pairing = key_pairing(world, table)
     frames = held.videos.shape[3] - 1
     # Every valid (level, start, movement) whose movement has a code: one world rollout each.
     cases = [
@@ -250,7 +262,7 @@ def control_section(
         "frames": frames,
         "start_kinds": list(held.start_kinds),
         "keys": keys,
-        "pairing": "one-to-one lift assignment on the LAM's codes for the game's held-key videos",
+        "pairing": pairing,
         "movements": movements,
         "lam": {**lam_section(table), "start": LAM_START},
         "settings": {

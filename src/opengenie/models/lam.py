@@ -21,11 +21,14 @@ class LatentActionModel(nn.Module):
 
     Options (``LAMConfig``): ``decoder_context="latest"`` decodes each transition from x_t alone
     (no history to extrapolate motion from); ``objective="difference"`` predicts x_{t+1} - x_t
-    with each transition's loss divided by its own mean squared change.
+    with each transition's loss divided by its own mean squared change. With labels
+    (``label_fraction``), an inverse-dynamics head on the encoder's action learns the movement;
+    ``label_codes`` also makes a labelled transition's action code m of its movement m.
     """
 
     DIFF_FLOOR = 1e-3  # mean squared change below which a transition counts as "still"
     LABEL_CLASSES = 6  # CoinRun's movements (data.coinrun.COINRUN_GROUP_NAMES)
+    CODE_TEMPERATURE = 0.1  # cosine similarities / 0.1 as logits over the codes (label_codes)
 
     def __init__(self, config: GenieConfig) -> None:
         super().__init__()
@@ -50,7 +53,11 @@ class LatentActionModel(nn.Module):
         # With labels: an inverse-dynamics head on the encoder's action, so that the encoder
         # learns to see the movement; the codes then cluster by it (a cross-entropy on the
         # codebook itself collapsed: every action to one code).
-        self.label_head = nn.Linear(code_dim, self.LABEL_CLASSES) if cfg.label_fraction else None
+        self.label_codes = cfg.label_codes
+        head = cfg.label_fraction > 0 and not cfg.label_codes
+        self.label_head = nn.Linear(code_dim, self.LABEL_CLASSES) if head else None
+        if self.label_codes:  # a code that names a movement must never be re-initialised
+            self.quantizer.dead_code_steps = 0
 
     @property
     def num_actions(self) -> int:
@@ -71,6 +78,8 @@ class LatentActionModel(nn.Module):
         (``lam.label_fraction``), a cross-entropy of the label head on the encoder's action."""
         z = self._continuous_actions(video)  # (B, T-1, A)
         q, ids, q_loss, stats = self.quantizer(z)
+        if self.label_codes and labels is not None:
+            q, ids, q_loss = self._impose_label_codes(z, q, ids, q_loss, labels)
         context, target = video[:, :-1], video[:, 1:]
         x = self.dec_in(patchify(context, self.patch)) + self.dec_pos  # (B, T-1, N, D)
         x = x + self.dec_action(q)[:, :, None]  # each action added to the frame it follows
@@ -103,11 +112,30 @@ class LatentActionModel(nn.Module):
         err = (pred_change - change).pow(2).mean(dim=(2, 3, 4))
         return (context + pred_change).clamp(0, 1), (err / scale).mean()
 
+    def _impose_label_codes(self, z, q, ids, q_loss, labels):
+        """Labelled transitions take code m of their movement m; the VQ loss pulls the encoder
+        to the code each transition takes (the label's, else the nearest). z (B, T-1, A)."""
+        known = labels >= 0  # (B, T-1)
+        if not bool(known.any()):
+            return q, ids, q_loss
+        forced = self.quantizer.lookup(labels.clamp(min=0))  # (B, T-1, A), grads to the codebook
+        q = torch.where(known[..., None], forced, q)
+        taken = torch.where(known[..., None], forced, self.quantizer.lookup(ids))  # (B, T-1, A)
+        zn = F.normalize(z.float(), dim=-1)
+        beta = self.quantizer.beta
+        loss = F.mse_loss(taken, zn.detach()) + beta * F.mse_loss(zn, taken.detach())
+        return q, torch.where(known, labels, ids), loss
+
     def _label_loss(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        known = labels >= 0 if labels is not None and self.label_head is not None else None
+        labelled = self.label_head is not None or self.label_codes
+        known = labels >= 0 if labels is not None and labelled else None
         if known is None or not bool(known.any()):
             return z.new_zeros(()).float()
-        logits = self.label_head(z[known]).float()  # (K, 6)
+        if self.label_codes:  # inference takes the most similar code: train that choice
+            zn = F.normalize(z[known].float(), dim=-1)  # (K, A)
+            logits = zn @ self.quantizer.codebook().t() / self.CODE_TEMPERATURE  # (K, codes)
+        else:
+            logits = self.label_head(z[known]).float()  # (K, 6)
         return F.cross_entropy(logits, labels[known])
 
     @torch.no_grad()

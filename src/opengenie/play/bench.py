@@ -23,6 +23,7 @@ import torch
 
 from opengenie.atomic import atomic_write_json
 from opengenie.errors import UserError
+from opengenie.precision import resolve_precision
 
 PAPER_STEPS = 25
 
@@ -141,16 +142,20 @@ def run_play_bench(args: argparse.Namespace) -> int:
     else:
         fp32 = World(preset(args.preset))
         source = f"random weights, preset {args.preset}"
-    bf16 = copy.deepcopy(fp32).set_dynamics_dtype(torch.bfloat16)
-    worlds = {"bfloat16": bf16, "float32": fp32}
+    # Play's default precision as play resolves it here (bf16 only where it is faster).
+    play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
+    worlds = {"float32": fp32}
+    if play_dtype == "bfloat16":
+        worlds["bfloat16"] = copy.deepcopy(fp32).set_dynamics_dtype(torch.bfloat16)
+    play_world = worlds[play_dtype]
     size = fp32.config.image_size
     prompt = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     actions = np.random.default_rng(1).integers(0, fp32.num_actions, 10_000).tolist()
 
     # Cached play: one session per setting, warmed until its cache holds a full window.
     settings = {
-        "default": ("bfloat16", args.steps),
-        "paper_steps": ("bfloat16", PAPER_STEPS),
+        "default": (play_dtype, args.steps),
+        "paper_steps": (play_dtype, PAPER_STEPS),
         "default_fp32": ("float32", args.steps),
         "paper_steps_fp32": ("float32", PAPER_STEPS),
     }
@@ -167,8 +172,8 @@ def run_play_bench(args: argparse.Namespace) -> int:
 
     # Recomputing over the window, at the same settings as the cached runs it is compared with.
     recompute = {
-        "default": _Recompute(bf16, args.steps),
-        "paper_steps": _Recompute(bf16, PAPER_STEPS),
+        "default": _Recompute(play_world, args.steps),
+        "paper_steps": _Recompute(play_world, PAPER_STEPS),
     }
     recompute_frames = max(1, args.frames // 3)  # ~10x slower per frame: fewer of them
 
@@ -209,7 +214,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "temperature": fp32.sampling.temperature,
             "mode": fp32.sampling.mode,
-            "dynamics_dtype": "bfloat16",
+            "dynamics_dtype": play_dtype,
             "threads": args.threads,
         },
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).

@@ -13,9 +13,9 @@ import webbrowser
 from pathlib import Path
 
 from opengenie.errors import UserError
+from opengenie.precision import PRECISIONS, resolve_precision
 
 DEFAULT_STEPS = 8  # MaskGIT steps per frame in play (the paper's 25 is ~3x slower); see PLAY.md
-PRECISIONS = ("bf16", "fp32")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,9 +44,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="bf16",
-        help="dynamics model precision (default bf16: ~1.5x the frames/s of fp32 on CPUs with "
-        "bf16 matmuls; fp32 gives exactly the frames recomputing gives)",
+        default="auto",
+        help="dynamics model precision; auto (default): bf16 where a short matmul test finds "
+        "it faster (~1.5x the frames/s on CPUs with native bf16), else fp32, which gives "
+        "exactly the frames recomputing gives",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads per step (default 1)")
     p.add_argument("--workers", type=int, default=2, help="tabs stepping at once (default 2)")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     torch.set_flush_denormal(True)  # denormals made CPU steps several times slower here
     world = World.load(args.world, device=args.device)
-    if args.precision == "bf16":
+    if resolve_precision(args.precision, args.device) == "bf16":
         world.set_dynamics_dtype(torch.bfloat16)
     prompt_path = args.prompt or world_prompt(args.world)  # a world may ship its start frame
     if prompt_path is not None:

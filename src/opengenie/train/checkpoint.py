@@ -88,13 +88,22 @@ def latest_checkpoint(run: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_weights(directory: Path, model: nn.Module, prefix: str = "") -> None:
-    """Load safetensors weights (optionally only those under `prefix.`) into `model`."""
+def load_weights(
+    directory: Path, model: nn.Module, prefix: str = "", optional: tuple[str, ...] = ()
+) -> None:
+    """Load safetensors weights (optionally only those under `prefix.`) into `model`. Weights
+    whose names start with one of `optional` may be missing (they keep their fresh values) or
+    left over (dropped): e.g. a label head that one run has and the next does not."""
     state = load_file(str(directory / "model.safetensors"))
     if prefix:
         state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
+    if optional:
+        state = {k: v for k, v in state.items() if k in expected or not k.startswith(optional)}
+        state.update(
+            {k: v for k, v in expected.items() if k not in state and k.startswith(optional)}
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

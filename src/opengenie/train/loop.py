@@ -102,6 +102,11 @@ def run_phase(
     target = opts.steps if opts.steps is not None else optim.steps
     deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
     bf16 = optim.bf16 if opts.bf16 is None else opts.bf16
+    if bf16 and dist.is_main and torch.device(dist.device).type == "cpu":
+        from opengenie.precision import cpu_bf16_is_faster
+
+        if not cpu_bf16_is_faster():  # emulated bf16: measured ~30x slower steps on AVX2 hosts
+            print("warning: bf16 matmuls are slower than fp32 on this CPU; pass --no-bf16")
     autocast = (
         torch.autocast(device_type=torch.device(dist.device).type, dtype=torch.bfloat16)
         if bf16

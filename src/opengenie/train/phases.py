@@ -175,6 +175,15 @@ def read_any_config(path: Path) -> str:
     return json.loads((path / "config.json").read_text()).get("format", "")
 
 
+LAM_TRAINING_CHOICES = (
+    "decoder_context",
+    "objective",
+    "label_fraction",
+    "label_weight",
+    "label_codes",
+)
+
+
 class CoTraining(nn.Module):
     """Phase 2 as one module (so DDP sees one forward): the LAM learns from pixels, the
     dynamics model from the frozen tokenizer's tokens and the LAM's actions (gradient stopped)."""
@@ -210,9 +219,15 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         world = World(read_checkpoint_config(resume_from, WORLD_FORMAT))
         ckpt.load_weights(resume_from, world)
     elif args.init_from:
-        world = World(read_checkpoint_config(Path(args.init_from), WORLD_FORMAT))
-        ckpt.load_weights(Path(args.init_from), world)
-        world.config.dynamics_optim = args.config.dynamics_optim  # the new run's optimiser
+        config = read_checkpoint_config(Path(args.init_from), WORLD_FORMAT)
+        # The World gives the sizes; the new run gives its optimiser and how the LAM learns
+        # (labels, objective, decoder context), none of which changes a weight's shape.
+        config.dynamics_optim = args.config.dynamics_optim
+        for name in LAM_TRAINING_CHOICES:
+            setattr(config.lam, name, getattr(args.config.lam, name))
+        config.validate()
+        world = World(config)
+        ckpt.load_weights(Path(args.init_from), world, optional=("lam.label_head.",))
     else:
         if tokenizer_dir is None:
             raise UserError("pass --tokenizer RUN (phase 1) or --init-from WORLD")
