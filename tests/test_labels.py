@@ -72,8 +72,9 @@ def test_the_label_head_learns_the_labelled_movements(small_config) -> None:
     assert LatentActionModel(small_config).label_head is None  # no labels, no extra weights
 
 
-def test_training_with_labels_logs_the_label_loss(tmp_path) -> None:
-    pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
+def _labelled_world(tmp_path, steps: int) -> list[str]:
+    """A tokenizer and a world trained with lam.label_fraction=0.5 in tmp_path/w; returns the
+    training arguments (data, steps, small sizes) for further runs."""
     from opengenie.cli import main
     from opengenie.data.coinrun import generate_procgen
 
@@ -82,10 +83,16 @@ def test_training_with_labels_logs_the_label_loss(tmp_path) -> None:
     data = tmp_path / "data"
     generate_procgen(data, episodes=2, max_steps=40, workers=1)
     sets = [s for s in SMALL if not s.startswith("image_size")]
-    base = ["--data", str(data), "--steps", "2", "--no-tensorboard", *_sets(sets)]
+    base = ["--data", str(data), "--steps", str(steps), "--no-tensorboard", *_sets(sets)]
     assert main(["train", "tokenizer", "--out", str(tmp_path / "tok"), *base]) == 0
     labelled = ["--set", "lam.label_fraction=0.5", "--tokenizer", str(tmp_path / "tok")]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w"), *base, *labelled]) == 0
+    return base
+
+
+def test_training_with_labels_logs_the_label_loss(tmp_path) -> None:
+    pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
+    _labelled_world(tmp_path, steps=2)
     rows = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     assert train and all(r["lam_label_ce"] > 0 for r in train)
@@ -158,18 +165,9 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
     label codes on a world trained without them, and the head it had is dropped."""
     pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
     from opengenie.cli import main
-    from opengenie.data.coinrun import generate_procgen
     from opengenie.models import World
 
-    from .test_cli import SMALL, _sets
-
-    data = tmp_path / "data"
-    generate_procgen(data, episodes=2, max_steps=40, workers=1)
-    sets = [s for s in SMALL if not s.startswith("image_size")]
-    base = ["--data", str(data), "--steps", "1", "--no-tensorboard", *_sets(sets)]
-    assert main(["train", "tokenizer", "--out", str(tmp_path / "tok"), *base]) == 0
-    first = ["--set", "lam.label_fraction=0.5", "--tokenizer", str(tmp_path / "tok")]
-    assert main(["train", "dynamics", "--out", str(tmp_path / "w"), *base, *first]) == 0
+    base = _labelled_world(tmp_path, steps=1)
     tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
     tuned += ["--set", "lam.label_codes=true"]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
