@@ -3,7 +3,9 @@
 
 From a test level's first frame, both hold a sequence of keys (→ for 16 frames, nothing for 6,
 ← for 16, ↑ for 14, by default); the world sends the latent action that play sends for each key
-(its action_map.json, with play's fallback for combos). Writes an upscaled GIF and a PNG sheet.
+(its action_map.json, with play's fallback for combos); a world with a frame skip k steps once
+every k game frames and shows its frame until the next step. Writes an upscaled GIF and a PNG
+sheet.
 
     python scripts/held_keys_gif.py --out docs/images/held_keys.gif
 """
@@ -21,6 +23,7 @@ from opengenie.eval.control import movement_code
 from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
 from opengenie.models import World
 from opengenie.play.cli import DEFAULT_STEPS
+from opengenie.precision import resolve_precision
 
 
 def parse_plan(text: str) -> list[tuple[str, int]]:
@@ -46,7 +49,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_flush_denormal(True)
     world = World.load(args.world)
-    world.set_dynamics_dtype(torch.bfloat16)
+    bf16 = resolve_precision("auto") == "bf16"  # play's default choice on this host
+    world.set_dynamics_dtype(torch.bfloat16 if bf16 else torch.float32)
+    skip = int(world.config.frame_skip)  # game frames per world step
     world.sampling.steps = args.steps
     keys = (world.action_map or {}).get("keys", {})
     env = _env(args.level)
@@ -58,10 +63,10 @@ def main() -> None:
         code = movement_code(keys, name)
         if code is None:
             raise SystemExit(f"the world pairs no latent action with {name!r}: {keys}")
-        for _ in range(count):
+        for i in range(count):
             frame, _ = _act(env, MOVEMENT_ACTION[name])
             game.append(frame)
-            frames.append(world.step(code))
+            frames.append(world.step(code) if (i + 1) % skip == 0 else frames[-1])
             labels.append(f"holding {name}")
     s, h = args.scale, game[0].shape[0]
     pictures = []

@@ -133,6 +133,46 @@ def test_control_section_reads_bars_off_a_perfect_and_a_frozen_world(held, monke
     assert b["right_first_psnr16_gain"] == pytest.approx(0, abs=1e-6)
 
 
+def test_a_frame_skip_world_is_held_for_the_same_game_frames(held, monkeypatch) -> None:
+    """With frame_skip 2 the world takes 8 steps for the game's 16 frames, is compared with
+    every 2nd game frame, and a world that replays those frames meets the movement bars."""
+    from .conftest import SMALL_MODEL
+
+    world = _fake_world(
+        [s for s in SMALL_MODEL if not s.startswith("image_size")] + ["frame_skip=2"]
+    )
+    asked = []
+
+    def codes(lam, h, device, batch=64):
+        asked.append(h.videos.shape[3])
+        out = np.zeros((*h.videos.shape[:3], h.videos.shape[3] - 1), dtype=np.int64)
+        out[:] = np.arange(len(MOVEMENTS))[None, None, :, None]
+        return out
+
+    strided = {
+        (held.videos[lv, st, m, 0].tobytes(), m): held.videos[lv, st, m, ::2]
+        for lv in range(len(held.levels))
+        for st in range(2)
+        for m in range(len(MOVEMENTS))
+    }
+
+    def replay(world, starts, sent, frames, s, precision, progress=True):
+        asked.append(frames)
+        return np.stack([strided[(k.tobytes(), int(c))] for k, c in zip(starts, sent, strict=True)])
+
+    monkeypatch.setattr(control, "lam_codes", codes)
+    monkeypatch.setattr(control, "world_held_rollouts", replay)
+    metrics = control_section(world, held, ControlSettings(), None, progress=False)[0]
+    assert asked == [9, 8]  # the LAM sees 1 + 8 frames, the world takes 8 steps
+    assert metrics["frames"] == 16 and metrics["frame_skip"] == 2
+    assert metrics["movements"]["right"]["first"]["frames"] == [8, 16]
+    b = metrics["bars"]
+    assert b["right_first_same_way"] == 1.0 and b["left_mid_same_way"] == 1.0
+    assert b["still_psnr16"] >= 27
+    with pytest.raises(ValueError, match="does not divide"):
+        held.every(3)
+
+
 def test_world_rollouts_hold_the_code_and_honour_steps(held) -> None:
     """A real (untrained) World through the same path eval takes: shapes, and steps matter."""
     from contextlib import nullcontext

@@ -22,6 +22,7 @@ from opengenie.eval.protocol import (
     EvalSettings,
     cached_rollout,
     evaluate,
+    load_clips,
     select_clips,
     true_action_labels,
 )
@@ -125,7 +126,7 @@ def stand_in_world(obey: bool) -> SimpleNamespace:
         dynamics=RuleDynamics(obey),
         num_actions=MovementLAM.num_actions,
         device=torch.device("cpu"),
-        config=SimpleNamespace(frames=16, image_size=SIZE, name="rule"),
+        config=SimpleNamespace(frames=16, image_size=SIZE, name="rule", frame_skip=1),
     )
 
 
@@ -264,6 +265,22 @@ def test_coinrun_actions_are_grouped(tmp_path) -> None:
     labels, names = true_action_labels(ds, [Clip(0, 0)], 8)
     got = [names[i] for i in labels[0]]
     assert got == ["left", "left+jump", "none", "none", "right", "right+jump", "jump"]
+
+
+def test_a_stride_takes_every_kth_frame_and_labels_only_agreeing_steps(tmp_path) -> None:
+    """A world with a frame skip k is evaluated on every k-th frame; a step's true action is
+    known only where its k game actions fall in one movement."""
+    frames = np.arange(9, dtype=np.uint8)[:, None, None, None] * np.ones((9, 16, 16, 3), np.uint8)
+    actions = np.array([1, 1, 7, 8, 4, 9, 5, 5, 3], dtype=np.int16)
+    with DatasetWriter(tmp_path / "d", fps=15, size=16) as w:
+        w.add_episode(frames, actions, source="procgen:coinrun:hard", level_seed=200_000)
+    ds = open_dataset(tmp_path / "d")
+    got = load_clips(ds, [Clip(0, 0)], 5, stride=2)  # (1, 5, H, W, 3)
+    assert got[0, :, 0, 0, 0].tolist() == [0, 2, 4, 6, 8]
+    labels, names = true_action_labels(ds, [Clip(0, 0)], 5, stride=2)
+    # (left, left), (right, right+jump), (none, none: ids 4 and 9), (jump, jump)
+    assert [names[i] if i >= 0 else None for i in labels[0]] == ["left", None, "none", "jump"]
+    assert load_clips(ds, [Clip(0, 0)], 5).shape[1] == 5  # stride 1: consecutive frames
 
 
 def test_evaluate_errors_are_one_line(tmp_path, square_data) -> None:

@@ -161,19 +161,21 @@ def test_a_label_code_world_pairs_keys_with_its_label_codes(small_config) -> Non
 
 
 def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
-    """--init-from WORLD keeps the World's sizes but the new run's LAM training choices: here
-    label codes on a world trained without them, and the head it had is dropped."""
+    """--init-from WORLD keeps the World's sizes but the new run's LAM training choices and
+    frame skip: here label codes on a world trained without them, and the head it had is
+    dropped."""
     pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
     from opengenie.cli import main
     from opengenie.models import World
 
     base = _labelled_world(tmp_path, steps=1)
     tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
-    tuned += ["--set", "lam.label_codes=true"]
+    tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2"]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
     world = World.load(tmp_path / "w2")
     assert world.config.lam.label_fraction == 1.0 and world.config.lam.label_codes
     assert world.lam.label_head is None
+    assert world.config.frame_skip == 2  # the new run's frame skip, on the World's sizes
     source = World.load(tmp_path / "w")
     torch.testing.assert_close(  # the tokenizer came over from the first world, untouched
         world.tokenizer.state_dict()["quantizer.embedding"],

@@ -249,3 +249,33 @@ def test_dynamics_can_take_the_tokenizer_of_a_world(data, tmp_path):
     tok1, tok2 = w1.tokenizer.state_dict(), w2.tokenizer.state_dict()
     assert all(torch.equal(tok1[k], tok2[k]) for k in tok1)  # frozen in phase 2: the same
     assert w2.config.lam.decoder_context == "latest"  # the new run's own LAM settings
+
+
+def test_frame_skip_strides_the_world_phase_and_not_the_tokenizer(tmp_path) -> None:
+    """--set frame_skip=2: phase 2's clips take every 2nd frame (each step covers two game
+    frames); phase 1 still sees consecutive frames; the run writes the skip into the World."""
+    import numpy as np
+
+    from opengenie.config import preset
+    from opengenie.data import make_synthetic_dataset, open_dataset
+    from opengenie.train import distributed
+    from opengenie.train.phases import make_loader
+
+    make_synthetic_dataset(tmp_path / "d", episodes=2, length=40, size=32)
+    config = preset("tiny", ["image_size=32", "frame_skip=2"])
+    single = distributed.DistInfo()
+    ds = open_dataset(tmp_path / "d")
+    for loader, stride in (
+        (make_loader(str(tmp_path / "d"), config, 2, 0, single, prefetch=False), 2),
+        (make_loader(str(tmp_path / "d"), config, 2, 0, single, "train", 4, False, 1), 1),
+    ):
+        b = next(loader)
+        e, s = int(b["episode"][0]), int(b["start"][0])
+        t = b["frames"].shape[1]
+        want = ds.frames(e)[s : s + (t - 1) * stride + 1 : stride]
+        np.testing.assert_array_equal(b["frames"][0].numpy(), want)
+    base = ["--data", str(tmp_path / "d"), "--steps", "1", "--no-tensorboard", *_sets(SMALL)]
+    assert (
+        main(["train", "all", "--out", str(tmp_path / "run"), *base, "--set", "frame_skip=2"]) == 0
+    )
+    assert World.load(tmp_path / "run").config.frame_skip == 2

@@ -125,6 +125,9 @@ class OptimConfig:
     bf16: bool = False  # bf16 autocast for this phase (measure first: it can be slower on CPU)
 
 
+FRAME_SKIPS = (1, 2, 4, 8)
+
+
 @dataclass
 class GenieConfig:
     name: str = "custom"
@@ -132,6 +135,9 @@ class GenieConfig:
     channels: int = 3
     frames: int = 16  # training clip length (also the temporal attention window in play)
     fps: int = 10
+    # Game frames per world step: the LAM and the dynamics model see every k-th frame (the
+    # tokenizer sees every frame), so one latent action covers k frames of a held key.
+    frame_skip: int = 1
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     lam: LAMConfig = field(default_factory=LAMConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
@@ -174,6 +180,11 @@ class GenieConfig:
                 )
             if sub.ffn < 1:
                 raise UserError(f"{part}.ffn must be >= 1")
+        if self.frame_skip not in FRAME_SKIPS:
+            raise UserError(
+                f"frame_skip must be one of {', '.join(map(str, FRAME_SKIPS))} (so that the "
+                f"held-key frames 8 and 16 are world steps), got {self.frame_skip}"
+            )
         if self.tokenizer.temporal_window < 0:
             raise UserError("tokenizer.temporal_window must be >= 0 (0: all earlier frames)")
         self.tokenizer.quantizer.validate("tokenizer.quantizer")

@@ -180,17 +180,18 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def case_stats(game: np.ndarray, world: np.ndarray | None) -> dict[str, Any]:
+def case_stats(game: np.ndarray, world: np.ndarray | None, stride: int = 1) -> dict[str, Any]:
     """Scroll and PSNR of the cases of one movement from one start kind.
 
-    game, world: uint8 (K, 1 + F, H, W, 3), frame 0 the start; world None when unpaired."""
+    game, world: uint8 (K, 1 + F, H, W, 3), frame 0 the start, one frame per world step of
+    ``stride`` game frames; world None when unpaired."""
     f = game.shape[1] - 1
     mid = f // 2
     start = np.broadcast_to(game[:, :1], game.shape)
     gdx, gdy = estimate_scroll(start[:, [mid, f]], game[:, [mid, f]])  # (K, 2): frames 8, 16
     out: dict[str, Any] = {
         "cases": len(game),
-        "frames": [mid, f],
+        "frames": [mid * stride, f * stride],  # in game frames
         "game_dx": [_mean(gdx[:, 0]), _mean(gdx[:, 1])],
         "game_dy": [_mean(gdy[:, 0]), _mean(gdy[:, 1])],
         "copy_psnr": [_mean(_psnr(game[:, 0], game[:, mid])), _mean(_psnr(game[:, 0], game[:, f]))],
@@ -224,6 +225,8 @@ def control_section(
     """Run the world on every valid held-key case: (metrics["control"], pictures)."""
     device = world.device
     num_codes = int(world.num_actions)
+    stride = int(world.config.frame_skip)  # one world step = `stride` game frames
+    held = held.every(stride)
     codes = lam_codes(world.lam, held, device)  # (L, S, M, F)
     table = held_code_table(codes, held.valid, num_codes, held.start_kinds.index(LAM_START))
     keys, pairing = key_pairing(world, table)
@@ -253,13 +256,14 @@ def control_section(
             rows = [lv for lv in range(len(held.levels)) if held.valid[lv, st, m]]
             game = held.videos[rows, st, m]
             world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
-            movements[name][kind] = case_stats(game, world_v) if rows else {"cases": 0}
+            movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
             if rows:  # the first level's case; no world row where the key has no code
                 shown = None if world_v is None else world_v[0]
                 pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
     metrics = {
         "levels": [int(v) for v in held.levels],
-        "frames": frames,
+        "frames": frames * stride,  # game frames held
+        "frame_skip": stride,
         "start_kinds": list(held.start_kinds),
         "keys": keys,
         "pairing": pairing,

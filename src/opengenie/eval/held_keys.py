@@ -44,6 +44,15 @@ class HeldKeyVideos:
     def starts(self) -> np.ndarray:
         return self.videos[:, :, 0, 0]  # (L, S, H, W, 3)
 
+    def every(self, stride: int) -> HeldKeyVideos:
+        """Every ``stride``-th frame (frame 0 kept): what a world stepping ``stride`` game
+        frames at a time is compared with."""
+        if stride < 1 or (self.videos.shape[3] - 1) % stride:
+            raise ValueError(f"stride {stride} does not divide {self.videos.shape[3] - 1} frames")
+        return HeldKeyVideos(
+            self.levels, self.videos[:, :, :, ::stride], self.valid, self.start_kinds
+        )
+
 
 def _env(level: int):
     return _procgen_env_class()(

@@ -177,18 +177,26 @@ def select_clips(
     return sorted(clips, key=lambda c: (c.episode, c.start))
 
 
-def load_clips(dataset: Any, clips: list[Clip], frames: int) -> np.ndarray:
-    """uint8 (N, frames, H, W, 3) from a ``Dataset``."""
+def clip_span(frames: int, stride: int) -> int:
+    """Game frames that a clip of ``frames`` world steps covers, one step every ``stride``."""
+    return (frames - 1) * stride + 1
+
+
+def load_clips(dataset: Any, clips: list[Clip], frames: int, stride: int = 1) -> np.ndarray:
+    """uint8 (N, frames, H, W, 3) from a ``Dataset``: every ``stride``-th frame from each start
+    (a world with a frame skip steps ``stride`` game frames at a time)."""
+    span = clip_span(frames, stride)
     return np.stack(
-        [np.asarray(dataset.frames(c.episode)[c.start : c.start + frames]) for c in clips]
+        [np.asarray(dataset.frames(c.episode)[c.start : c.start + span : stride]) for c in clips]
     )
 
 
 def true_action_labels(
-    dataset: Any, clips: list[Clip], frames: int
+    dataset: Any, clips: list[Clip], frames: int, stride: int = 1
 ) -> tuple[np.ndarray, list[str]]:
     """Grouped true actions of each transition: labels int64 (N, frames-1), -1 unknown, and the
-    group names the labels index.
+    group names the labels index. With a ``stride`` k, a transition's label is known only
+    where its k game actions have the same label.
 
     CoinRun's 15 Procgen ids collapse to its 6 movements (``coinrun_action_group``); in other
     sources ids are grouped by their stored action names, so ids with the same name (e.g. two
@@ -211,7 +219,9 @@ def true_action_labels(
         if not episode.has_actions:
             continue
         # a[t] is taken after frame t: transition t -> t+1 of the clip is a[start + t].
-        raw = dataset.actions(clip.episode)[clip.start : clip.start + frames - 1]
+        raw = dataset.actions(clip.episode)[
+            clip.start : clip.start + clip_span(frames, stride) - 1
+        ]  # (k * (frames-1),)
         if episode.source.startswith("procgen:coinrun"):
             groups = coinrun_action_group(raw)
             text = [COINRUN_GROUP_NAMES[g] if g >= 0 else None for g in groups]
@@ -224,7 +234,10 @@ def true_action_labels(
                 else (action_names[a] if a < len(action_names) else f"action {int(a)}")
                 for a in raw
             ]
-        labels[row] = [-1 if s is None else label_of(str(s)) for s in text]
+        ids = np.array([-1 if s is None else label_of(str(s)) for s in text], dtype=np.int64)
+        steps = ids.reshape(frames - 1, stride)  # (frames-1, k): one row per world step
+        agree = (steps == steps[:, :1]).all(axis=1)
+        labels[row] = np.where(agree, steps[:, 0], -1)
     return labels, names
 
 
@@ -273,20 +286,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "opengenie" / "fvd"
 
 
-def real_stats_key(dataset: Any, split: str, clips: list[Clip], frames: int) -> str:
+def real_stats_key(
+    dataset: Any, split: str, clips: list[Clip], frames: int, stride: int = 1
+) -> str:
     """What the cached real statistics describe: this dataset's contents (its dataset.json
     lists every committed shard, so appending episodes changes it), split and exact clips."""
     meta = (Path(dataset.path) / "dataset.json").read_bytes()
-    return json.dumps(
-        {
-            "dataset": str(Path(dataset.path).resolve()),
-            "dataset_json_sha1": hashlib.sha1(meta).hexdigest(),
-            "split": split,
-            "frames": frames,
-            "clips": [[c.episode, c.start] for c in clips],
-        },
-        sort_keys=True,
-    )
+    key = {
+        "dataset": str(Path(dataset.path).resolve()),
+        "dataset_json_sha1": hashlib.sha1(meta).hexdigest(),
+        "split": split,
+        "frames": frames,
+        "clips": [[c.episode, c.start] for c in clips],
+    }
+    if stride != 1:  # (absent at 1, so that caches written before frame skips still match)
+        key["stride"] = stride
+    return json.dumps(key, sort_keys=True)
 
 
 def fvd_section(
@@ -296,6 +311,7 @@ def fvd_section(
     real: np.ndarray,
     generated: np.ndarray,
     options: FVDOptions,
+    stride: int = 1,
 ) -> dict[str, Any]:
     """FVD between real and generated uint8 clips (M, T, H, W, 3): the ``fvd`` section.
 
@@ -311,7 +327,7 @@ def fvd_section(
         model, reason = None, f"I3D weights could not be loaded: {error}"
     if model is None:
         return {"value": None, "n": m, "reason": reason}
-    key = real_stats_key(dataset, split, clips, real.shape[1])
+    key = real_stats_key(dataset, split, clips, real.shape[1], stride)
     cache_dir = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
     path = cache_dir / f"real-{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
     kw = {"batch_size": options.batch_size, "device": options.device}
@@ -388,12 +404,14 @@ def evaluate(
         )
     window = int(world.config.frames)
     t_len = s.clip_frames
+    stride = int(world.config.frame_skip)  # game frames per world step
     ids = dataset.episode_ids(s.split)
+    span = clip_span(t_len, stride)
     with timer.part("select_clips"):
-        clips = select_clips(dataset.ep_length[ids], ids, s.clips, t_len, s.seed)
+        clips = select_clips(dataset.ep_length[ids], ids, s.clips, span, s.seed)
     if not clips:
         raise UserError(
-            f"{dataset.path} has no {s.split} episodes of >= {t_len} frames to evaluate on: add "
+            f"{dataset.path} has no {s.split} episodes of >= {span} frames to evaluate on: add "
             f"some with `opengenie data coinrun --out {dataset.path} --split {s.split} "
             f"--episodes 256`"
         )
@@ -404,7 +422,7 @@ def evaluate(
             f"(asked for {s.clips}); add episodes for the protocol's >= 256"
         )
     with timer.part("load_clips"):
-        real = load_clips(dataset, clips, t_len)  # uint8 (N, T, H, W, 3)
+        real = load_clips(dataset, clips, t_len, stride)  # uint8 (N, T, H, W, 3)
     bs = s.batch_size
     precision = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -532,10 +550,10 @@ def evaluate(
         elif fvd is None:
             fvd_out = {"value": None, "n": m, "reason": "skipped"}
         else:
-            fvd_out = fvd_section(dataset, s.split, clips[:m], real[:m], generated[:m], fvd)
+            fvd_out = fvd_section(dataset, s.split, clips[:m], real[:m], generated[:m], fvd, stride)
 
     # -- action consistency --------------------------------------------------------------------
-    labels, group_names = true_action_labels(dataset, clips, t_len)
+    labels, group_names = true_action_labels(dataset, clips, t_len, stride)
     known = labels >= 0
     actions: dict[str, Any] = {
         "num_codes": num_actions,
@@ -618,6 +636,7 @@ def evaluate(
             "episodes": len({c.episode for c in clips}),
             "seed": s.seed,
             "clip_frames": t_len,
+            "frame_skip": stride,
             "t": s.t,
             "steps": s.steps,
             "temperature": s.temperature,

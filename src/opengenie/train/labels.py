@@ -24,11 +24,14 @@ def labelled_mask(episode: np.ndarray, frame: np.ndarray, fraction: float) -> np
     return mixed.astype(np.float64) / float(1 << 24) < fraction
 
 
-def movement_labels(batch: dict[str, torch.Tensor], fraction: float) -> torch.Tensor:
-    """A loader batch -> labels (B, T-1) int64: the movement of labelled transitions, else -1."""
+def movement_labels(
+    batch: dict[str, torch.Tensor], fraction: float, frame_skip: int = 1
+) -> torch.Tensor:
+    """A loader batch -> labels (B, T-1) int64: the movement of labelled transitions, else -1.
+    With a frame skip k, transition t starts at game frame start + k*t."""
     actions = batch["actions"].numpy()  # (B, T-1) Procgen ids, -1 unknown
     b, t = actions.shape
-    frame = batch["start"].numpy()[:, None] + np.arange(t)[None]  # (B, T-1)
+    frame = batch["start"].numpy()[:, None] + frame_skip * np.arange(t)[None]  # (B, T-1)
     episode = np.broadcast_to(batch["episode"].numpy()[:, None], (b, t))
     keep = labelled_mask(episode, frame, fraction) & (actions >= 0)
     return torch.from_numpy(np.where(keep, coinrun_action_group(actions), -1))

@@ -52,8 +52,10 @@ def make_loader(
     split: str = "train",
     clip_frames: int | None = None,
     prefetch: bool = True,
+    frame_skip: int | None = None,
 ) -> ClipLoader | PrefetchLoader:
-    """The phase's clip loader; `prefetch` reads each batch during the step before it."""
+    """The phase's clip loader; `prefetch` reads each batch during the step before it.
+    Clips take every `frame_skip`-th frame (default: the config's; the tokenizer passes 1)."""
     from opengenie.data import ClipLoader, PrefetchLoader, open_dataset
 
     dataset = open_dataset(data_dir)
@@ -68,6 +70,7 @@ def make_loader(
         split,
         clip_frames=clip_frames or config.frames,
         batch_size=batch_size,
+        frame_skip=config.frame_skip if frame_skip is None else frame_skip,
         seed=seed,
         rank=info.rank,
         world_size=info.world_size,
@@ -137,7 +140,9 @@ def train_tokenizer(args: PhaseArgs) -> dict:
     batch = config.tokenizer_optim.batch_size
     # Validation keeps full-length clips, as eval does.
     clip = config.tokenizer_clip_frames
-    loader = make_loader(args.data, config, batch, args.opts.seed, info, clip_frames=clip)
+    loader = make_loader(
+        args.data, config, batch, args.opts.seed, info, clip_frames=clip, frame_skip=1
+    )
     make_val = val_loader_factory(args, config, batch) if info.is_main else None
 
     def inputs(b: dict) -> tuple:
@@ -220,9 +225,10 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         ckpt.load_weights(resume_from, world)
     elif args.init_from:
         config = read_checkpoint_config(Path(args.init_from), WORLD_FORMAT)
-        # The World gives the sizes; the new run gives its optimiser and how the LAM learns
-        # (labels, objective, decoder context), none of which changes a weight's shape.
+        # The World gives the sizes; the new run gives its optimiser, its frame skip and how
+        # the LAM learns (labels, objective, decoder context): none changes a weight's shape.
         config.dynamics_optim = args.config.dynamics_optim
+        config.frame_skip = args.config.frame_skip
         for name in LAM_TRAINING_CHOICES:
             setattr(config.lam, name, getattr(args.config.lam, name))
         config.validate()
@@ -264,7 +270,7 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         with torch.no_grad():
             tokens = world.tokenizer.encode(video).flatten(2)  # (B, T, N)
         if fraction > 0:  # a fixed few labelled transitions (train/labels.py)
-            return video, tokens, movement_labels(b, fraction).to(device)
+            return video, tokens, movement_labels(b, fraction, config.frame_skip).to(device)
         return video, tokens
 
     phase = Phase(
