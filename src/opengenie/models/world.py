@@ -8,10 +8,13 @@ import json
 import os
 import shutil
 import tempfile
+import typing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -124,12 +127,9 @@ class World(nn.Module):
         path = Path(directory)
         config = read_checkpoint_config(path, WORLD_FORMAT)
         world = cls(config)
-        state = load_file(str(path / "model.safetensors"))
-        expected = world.state_dict()
-        state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
-        world.load_state_dict(state)
+        load_weights(path, world)
         if (path / "action_map.json").exists():
-            world.action_map = json.loads((path / "action_map.json").read_text())
+            world.action_map = read_action_map(path / "action_map.json")
         return world.to(device).eval()
 
 
@@ -200,18 +200,166 @@ class PlaySession:
 
 
 def read_checkpoint_config(path: Path, expected_format: str) -> GenieConfig:
-    """Read a checkpoint's config.json, with one-line errors for the usual mix-ups."""
+    """Read a checkpoint's config.json, with one-line errors for the usual mix-ups and for a
+    damaged file (not JSON, not an object, fields of the wrong type or out of range)."""
     if not path.is_dir():
         raise UserError(f"{path} is not a directory: pass a {expected_format} directory")
     meta_path = path / "config.json"
     if not meta_path.exists():
         hint = " (it is a data set)" if (path / "dataset.json").exists() else ""
         raise UserError(f"{path} has no config.json{hint}: pass a {expected_format} directory")
-    meta = json.loads(meta_path.read_text())
+    redo = "copy the directory again or re-save it"
+    meta = _read_json(meta_path, redo)
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} is not a checkpoint config (a JSON object): {redo}")
     found = meta.get("format")
     if found != expected_format:
         raise UserError(f"{path} holds a {found or 'unknown'} checkpoint, not a {expected_format}")
-    return GenieConfig.from_dict(meta["config"])
+    if not isinstance(meta.get("config"), dict):
+        raise UserError(f'{meta_path} has no "config" object: {redo}')
+    try:
+        _check_types(GenieConfig, meta["config"], "")
+        return GenieConfig.from_dict(meta["config"])
+    except UserError as error:
+        raise UserError(f"{meta_path}: {error}; {redo}") from None
+    except (TypeError, ValueError, ArithmeticError) as error:  # what the checks above missed
+        raise UserError(f"{meta_path} holds a bad config ({error}): {redo}") from None
+
+
+def load_weights(
+    directory: Path, model: nn.Module, prefix: str = "", optional: tuple[str, ...] = ()
+) -> None:
+    """Load DIR/model.safetensors (optionally only the weights under `prefix.`) into `model`,
+    with one-line errors for a missing or damaged file and for weights that do not fit the
+    model (missing, unexpected or mis-shaped tensors). Weights whose names start with one of
+    `optional` may be missing (they keep their fresh values) or left over (dropped): e.g. a
+    label head that one run has and the next does not."""
+    path = Path(directory) / "model.safetensors"
+    redo = "copy the directory again or re-save it"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {redo}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(
+            f"{path} is not a readable safetensors file ({reason}): it may be truncated or "
+            f"damaged; {redo}"
+        ) from None
+    if prefix:
+        state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    expected = model.state_dict()
+    if optional:
+        state = {k: v for k, v in state.items() if k in expected or not k.startswith(optional)}
+        state.update(
+            {k: v for k, v in expected.items() if k not in state and k.startswith(optional)}
+        )
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    shared = expected.keys() & state.keys()
+    misfit = sorted(k for k in shared if state[k].shape != expected[k].shape)
+    if missing or unexpected or misfit:
+        problems = [
+            _some(f"{len(missing)} missing", missing),
+            _some(f"{len(unexpected)} unexpected", unexpected),
+            _some(
+                f"{len(misfit)} of another shape (file vs config)",
+                [f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}" for k in misfit],
+            ),
+        ]
+        raise UserError(
+            f"{path} does not fit the model {path.parent / 'config.json'} describes "
+            f"({'; '.join(p for p in problems if p)}): the two files come from different "
+            f"models; {redo}"
+        )
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state)
+
+
+def read_action_map(path: Path) -> dict:
+    """Read a World's action_map.json (written by eval: "names" {id: name}, "keys" {key: id})."""
+    redo = "delete it (play then numbers the actions) or rerun `opengenie eval` to rewrite it"
+    amap = _read_json(path, redo)
+    names, keys = (amap.get(k, {}) if isinstance(amap, dict) else None for k in ("names", "keys"))
+    if not (
+        isinstance(names, dict)
+        and all(isinstance(v, str) for v in names.values())
+        and isinstance(keys, dict)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in keys.values())
+    ):
+        raise UserError(
+            f'{path} is not an action map (an object with "names": {{id: name}} and '
+            f'"keys": {{key: id}}): {redo}'
+        )
+    return amap
+
+
+def _read_json(path: Path, redo: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not JSON text (not UTF-8): {redo}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error}): {redo}") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror or error}): {redo}") from None
+
+
+def _some(head: str, names: list[str], shown: int = 3) -> str:
+    """'2 missing: a, b' / '5 unexpected: a, b, c, ...' / '' when there are none."""
+    if not names:
+        return ""
+    return f"{head}: {', '.join(names[:shown])}{', ...' if len(names) > shown else ''}"
+
+
+def _check_types(cls: type, data: Any, where: str) -> None:
+    """UserError for a config field of the wrong JSON type (e.g. "dim": "big"), before the
+    dataclass is built: the config's own checks assume the types its fields declare."""
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        hint = hints.get(name)
+        if hint is None:
+            continue  # unknown key: from_dict names it
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            _check_types(hint, value, f"{where}{name}.")
+        elif dataclasses.is_dataclass(hint) or not _fits(hint, value):
+            kind = "an object" if dataclasses.is_dataclass(hint) else _describe(hint)
+            raise UserError(f"{where}{name} must be {kind}, got {json.dumps(value)[:60]}")
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return isinstance(value, str) and value in args
+    if origin is tuple:
+        if not isinstance(value, list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], v) for v in value)
+        if len(value) != len(args):
+            return False
+        return all(_fits(a, v) for a, v in zip(args, value, strict=True))
+    return True  # a kind of field this check does not know: left to the config's own checks
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return " or ".join(json.dumps(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, str(hint))
 
 
 def _default_modes(tree: Path) -> None:

@@ -19,12 +19,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from opengenie.config import GenieConfig
-from opengenie.errors import UserError
 from opengenie.models.world import _default_modes, _replace_dir, read_checkpoint_config
+from opengenie.models.world import load_weights as world_load_weights
 
 TOKENIZER_FORMAT = "opengenie-tokenizer"
 
@@ -91,23 +91,9 @@ def latest_checkpoint(run: Path) -> Path | None:
 def load_weights(
     directory: Path, model: nn.Module, prefix: str = "", optional: tuple[str, ...] = ()
 ) -> None:
-    """Load safetensors weights (optionally only those under `prefix.`) into `model`. Weights
-    whose names start with one of `optional` may be missing (they keep their fresh values) or
-    left over (dropped): e.g. a label head that one run has and the next does not."""
-    state = load_file(str(directory / "model.safetensors"))
-    if prefix:
-        state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-    expected = model.state_dict()
-    state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
-    if optional:
-        state = {k: v for k, v in state.items() if k in expected or not k.startswith(optional)}
-        state.update(
-            {k: v for k, v in expected.items() if k not in state and k.startswith(optional)}
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UserError(f"weights in {directory} do not fit this model: {error}") from None
+    """Load DIR/model.safetensors into `model`: the World's loader, one-line errors and all
+    (see opengenie.models.world.load_weights for `prefix` and `optional`)."""
+    world_load_weights(directory, model, prefix, optional)
 
 
 def load_trainer_state(directory: Path) -> dict:
