@@ -102,7 +102,8 @@ def main() -> None:
             log.append({"step": step, "loss": float(loss), **extra})
             print(json.dumps(log[-1]), flush=True)
     minutes = (time.time() - start) / 60
-    held = held_videos(args.held_levels, Path(args.held_cache))
+    # The same 16 game frames, one transition per world step of --frame-skip frames.
+    held = held_videos(args.held_levels, Path(args.held_cache)).every(args.frame_skip)
     videos = torch.as_tensor(held.videos.reshape(-1, *held.videos.shape[3:]))
     model.eval()
     with torch.no_grad():

@@ -175,6 +175,7 @@ def test_websocket_info_reset_step_and_errors(world):
         ws = await client.ws_connect("/ws")
         info = await _json(ws)
         assert info["type"] == "info" and info["num_actions"] == world.num_actions
+        assert info["frame_skip"] == world.config.frame_skip
         assert info["actions"]["keys"]["left"] == 4 and info["actions"]["names"][0] == "right"
         assert info["settings"] == {"steps": 2, "temperature": 1.0, "mode": "random"}
         meta, frame = await _frame(ws)

@@ -350,9 +350,10 @@ def test_holding_right_scrolls_the_shipped_world_as_the_game(shipped_server, bro
     ActionChains(browser).key_up(Keys.ARROW_RIGHT).perform()
     time.sleep(0.5)  # a step in flight lands
     frames = browser.execute_script("return opengenie.meta.frame;")
+    skip = browser.execute_script("return opengenie.info.frame_skip;")  # game frames a step
     world = _canvas_pixels(browser)
     env = _env(200000)  # the game, from the same level start, holding → as long
-    for _ in range(frames):
+    for _ in range(frames * skip):
         game, _ = _act(env, MOVEMENT_ACTION["right"])
     (game_dx, _), (world_dx, world_dy) = (
         estimate_scroll(start, game),

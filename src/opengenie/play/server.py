@@ -220,6 +220,7 @@ class PlayServer:
             "image_size": cfg.image_size,
             "window": cfg.frames,
             "fps_trained": cfg.fps,
+            "frame_skip": cfg.frame_skip,  # game frames per world step
             "settings": {"steps": s.steps, "temperature": s.temperature, "mode": s.mode},
             "max_steps": MAX_STEPS,
             "temperature_range": list(TEMPERATURE_RANGE),
