@@ -126,7 +126,7 @@ def test_eval_bad_input_is_one_line(setup, tmp_path, capsys) -> None:
     err = _error(capsys, ["eval", "--world", world, "--data", data, "--split", "dev"])
     assert "unknown split" in err
     err = _error(capsys, ["eval", "--world", world, "--data", data, "--steps", "0"])
-    assert "steps must be >= 1" in err
+    assert "--steps must be an integer in 1..100" in err
 
 
 def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys) -> None:

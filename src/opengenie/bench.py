@@ -19,6 +19,7 @@ import torch
 from opengenie.atomic import atomic_write_json
 from opengenie.config import PRESETS, GenieConfig, preset
 from opengenie.errors import UserError
+from opengenie.options import at_least
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,9 +27,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     models = kinds.add_parser("models", help="params and training frames/s of each preset")
     models.add_argument("--presets", default="tiny,small,coinrun", help="comma-separated")
-    models.add_argument("--steps", type=int, default=6, help="timed steps per setting")
-    models.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    models.add_argument("--batch", type=int, help="clips per step (default: min(preset, 8))")
+    models.add_argument(
+        "--steps", type=at_least(1).arg("--steps"), default=6, help="timed steps per setting"
+    )
+    models.add_argument(
+        "--warmup", type=at_least(0).arg("--warmup"), default=2, help="untimed steps first"
+    )
+    models.add_argument(
+        "--batch",
+        type=at_least(1).arg("--batch"),
+        help="clips per step (default: min(preset, 8))",
+    )
     models.add_argument("--out", default="bench/results/models.json", help="JSON to write")
     models.set_defaults(func=run_models)
     tok = kinds.add_parser(
@@ -43,9 +52,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=str(Path(__file__).resolve().parents[3] / "shared/bench/reference_tokenizer.py"),
         help="path to reference_tokenizer.py",
     )
-    tok.add_argument("--steps", type=int, default=20, help="timed steps of each")
-    tok.add_argument("--warmup", type=int, default=3, help="untimed steps of each first")
-    tok.add_argument("--batch", type=int, default=8)
+    tok.add_argument(
+        "--steps", type=at_least(1).arg("--steps"), default=20, help="timed steps of each"
+    )
+    tok.add_argument(
+        "--warmup", type=at_least(0).arg("--warmup"), default=3, help="untimed steps of each first"
+    )
+    tok.add_argument("--batch", type=at_least(1).arg("--batch"), default=8)
     tok.add_argument("--bf16", action="store_true", help="bf16 autocast for ours")
     tok.add_argument("--compile", action="store_true", help="torch.compile ours")
     tok.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

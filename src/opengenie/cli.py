@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
     try:
+        # Inside the try: the numeric options' types (opengenie.options) raise UserError.
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
         return int(args.func(args) or 0)
     except UserError as error:
         print(f"opengenie: error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from opengenie.errors import UserError
+from opengenie.options import FRAMES, MAX_FRAMES, SCALE, SEED, STEPS, TEMPERATURE, check_video
 
 
 def parse_actions(text: str, num_actions: int, frames: int, seed: int) -> list[int]:
@@ -36,12 +37,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="prompt image, any size, centre-cropped (default: the world's prompt.png)",
     )
     p.add_argument("--actions", default="random", help="'0,0,2,...' (0-based ids) or 'random'")
-    p.add_argument("--frames", type=int, default=32, help="frames to generate with 'random'")
+    p.add_argument(
+        "--frames",
+        type=FRAMES.arg("--frames"),
+        default=32,
+        help=f"frames to generate with 'random' (1..{MAX_FRAMES})",
+    )
     p.add_argument("--out", required=True, help="output .gif or .mp4")
-    p.add_argument("--steps", type=int, help="MaskGIT steps per frame (default: the world's)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (default: world's)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling and random actions")
-    p.add_argument("--scale", type=int, default=4, help="upscale factor of the written video")
+    p.add_argument(
+        "--steps",
+        type=STEPS.arg("--steps"),
+        help=f"MaskGIT steps per frame, {STEPS.describe()} (default: the world's)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=TEMPERATURE.arg("--temperature"),
+        help=f"sampling temperature, {TEMPERATURE.describe()} (default: the world's)",
+    )
+    p.add_argument(
+        "--seed", type=SEED.arg("--seed"), default=0, help="seed for sampling and random actions"
+    )
+    p.add_argument(
+        "--scale",
+        type=SCALE.arg("--scale"),
+        default=4,
+        help=f"upscale factor of the written video, {SCALE.describe()} (default 4)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.set_defaults(func=run)
 
@@ -52,15 +73,12 @@ def run(args: argparse.Namespace) -> int:
     from opengenie.videowrite import write_video
 
     world = World.load(args.world, device=args.device)
-    if args.steps is not None:
-        if args.steps < 1:
-            raise UserError("--steps must be >= 1")
+    if args.steps is not None:  # options are checked when parsed (opengenie.options)
         world.sampling.steps = args.steps
     if args.temperature is not None:
-        if args.temperature <= 0:
-            raise UserError("--temperature must be > 0")
         world.sampling.temperature = args.temperature
     actions = parse_actions(args.actions, world.num_actions, args.frames, args.seed)
+    check_video(len(actions) + 1, world.config.image_size, args.scale)  # before any rollout
     prompt = args.prompt or world_prompt(args.world)
     if prompt is None:
         where = args.world or "the shipped world"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from opengenie.errors import UserError
+from opengenie.options import SEED, STEPS, TEMPERATURE, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DESCRIPTION = """Evaluate a world with the project's protocol (docs/EVAL.md): tokenizer PSNR/SSIM,
@@ -52,14 +53,30 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset directory (opengenie data ...)")
     p.add_argument("--out", help="report directory (default: eval-<world name>)")
     p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
-    p.add_argument("--clips", type=int, default=256, help="clips N, one per episode (256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of clip choice and sampling (0)")
-    p.add_argument("--steps", type=int, default=25, help="MaskGIT steps per frame (25)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
-    p.add_argument("--t", type=int, default=4, help="frame ΔtPSNR scores (protocol: 4)")
+    p.add_argument(
+        "--clips",
+        type=at_least(2).arg("--clips"),
+        default=256,
+        help="clips N, one per episode (256)",
+    )
+    p.add_argument(
+        "--seed", type=SEED.arg("--seed"), default=0, help="seed of clip choice and sampling (0)"
+    )
+    p.add_argument(
+        "--steps", type=STEPS.arg("--steps"), default=25, help="MaskGIT steps per frame (25)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=TEMPERATURE.arg("--temperature"),
+        default=1.0,
+        help="sampling temperature (1.0)",
+    )
+    p.add_argument(
+        "--t", type=at_least(1).arg("--t"), default=4, help="frame ΔtPSNR scores (protocol: 4)"
+    )
     p.add_argument(
         "--extra-steps",
-        type=_int_list,
+        type=STEPS.list_arg("--extra-steps"),
         default=[PLAY_STEPS],
         metavar="K[,K...]",
         help=f"also report ΔtPSNR at these MaskGIT steps, labelled (default {PLAY_STEPS}: "
@@ -67,21 +84,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--extra-temperature",
-        type=_float_list,
+        type=TEMPERATURE.list_arg("--extra-temperature"),
         default=[],
         metavar="T[,T...]",
         help="also report ΔtPSNR at these temperatures (with --steps), labelled",
     )
     p.add_argument(
         "--fvd-clips",
-        type=int,
+        type=at_least(0).arg("--fvd-clips"),
         help="clips for FVD (default: all N; 0 skips FVD). FVD@N is compared only at equal N",
     )
     p.add_argument("--fvd-cache", help="cache of real-data I3D statistics (~/.cache/opengenie)")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per batch (32)")
+    p.add_argument(
+        "--batch-size",
+        type=at_least(1).arg("--batch-size"),
+        default=32,
+        help="clips per batch (32)",
+    )
     p.add_argument(
         "--control-levels",
-        type=int,
+        type=at_least(0).arg("--control-levels"),
         default=32,
         help="CoinRun levels of the split replayed for the held-key control measurement "
         "(32; 0 skips it)",

@@ -23,6 +23,7 @@ import torch
 
 from opengenie.atomic import atomic_write_json
 from opengenie.errors import UserError
+from opengenie.options import STEPS, at_least
 from opengenie.precision import resolve_precision
 
 PAPER_STEPS = 25
@@ -34,10 +35,24 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser("play", help="play frames/s (sample + decode) and the cache speed-up")
     p.add_argument("--world", help="World directory (default: random weights of --preset)")
     p.add_argument("--preset", default="tiny", help="preset for the random-weight World")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="play's default steps")
-    p.add_argument("--frames", type=int, default=10, help="timed frames per setting per round")
-    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (play's default: 1)")
+    p.add_argument(
+        "--steps", type=STEPS.arg("--steps"), default=DEFAULT_STEPS, help="play's default steps"
+    )
+    p.add_argument(
+        "--frames",
+        type=at_least(1).arg("--frames"),
+        default=10,
+        help="timed frames per setting per round",
+    )
+    p.add_argument(
+        "--rounds", type=at_least(1).arg("--rounds"), default=3, help="round-robin rounds"
+    )
+    p.add_argument(
+        "--threads",
+        type=at_least(1).arg("--threads"),
+        default=1,
+        help="torch threads (play's default: 1)",
+    )
     p.add_argument(
         "--eval-metrics",
         help="metrics.json of `opengenie eval` on this world, to put each setting's ΔtPSNR "
@@ -129,8 +144,6 @@ def run_play_bench(args: argparse.Namespace) -> int:
     from opengenie.config import preset
     from opengenie.models import World
 
-    if args.frames < 1 or args.rounds < 1 or args.steps < 1 or args.threads < 1:
-        raise UserError("--frames, --rounds, --steps and --threads must be >= 1")
     torch.set_flush_denormal(True)  # as the play server does (denormals were several x slower)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

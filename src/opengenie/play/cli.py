@@ -13,6 +13,7 @@ import webbrowser
 from pathlib import Path
 
 from opengenie.errors import UserError
+from opengenie.options import PORT, STEPS, TEMPERATURE, UPLOAD_MB, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DEFAULT_STEPS = 8  # MaskGIT steps per frame in play (the paper's 25 is ~3x slower); see PLAY.md
@@ -33,14 +34,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "tabs can upload their own",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument(
+        "--port", type=PORT.arg("--port"), default=8000, help="port (default 8000; 0: any free one)"
+    )
     p.add_argument(
         "--steps",
-        type=int,
+        type=STEPS.arg("--steps"),
         default=DEFAULT_STEPS,
-        help=f"MaskGIT steps per frame each tab starts with (default {DEFAULT_STEPS})",
+        help=f"MaskGIT steps per frame each tab starts with, {STEPS.describe()} "
+        f"(default {DEFAULT_STEPS})",
     )
-    p.add_argument("--temperature", type=float, help="initial temperature (default: world's)")
+    p.add_argument(
+        "--temperature",
+        type=TEMPERATURE.arg("--temperature"),
+        help=f"initial temperature, {TEMPERATURE.describe()} (default: the world's)",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -49,26 +57,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "it faster (~1.5x the frames/s on CPUs with native bf16), else fp32, which gives "
         "exactly the frames recomputing gives",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads per step (default 1)")
-    p.add_argument("--workers", type=int, default=2, help="tabs stepping at once (default 2)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload (default 10)")
-    p.add_argument("--max-sessions", type=int, default=16, help="most tabs at once (default 16)")
+    p.add_argument(
+        "--threads",
+        type=at_least(1).arg("--threads"),
+        default=1,
+        help="torch threads per step (default 1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=at_least(1).arg("--workers"),
+        default=2,
+        help="tabs stepping at once (default 2)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=UPLOAD_MB.arg("--max-upload-mb"),
+        default=10.0,
+        help=f"largest upload, {UPLOAD_MB.describe()} (default 10)",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=at_least(1).arg("--max-sessions"),
+        default=16,
+        help="most tabs at once (default 16)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
     p.set_defaults(func=run)
-
-
-def _check(args: argparse.Namespace) -> None:
-    if not 0 <= args.port <= 65535:
-        raise UserError("--port must be in 0..65535")
-    if args.steps < 1:
-        raise UserError("--steps must be >= 1")
-    if args.temperature is not None and args.temperature <= 0:
-        raise UserError("--temperature must be > 0")
-    if args.threads < 1 or args.workers < 1 or args.max_sessions < 1:
-        raise UserError("--threads, --workers and --max-sessions must be >= 1")
-    if args.max_upload_mb <= 0:
-        raise UserError("--max-upload-mb must be > 0")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     from opengenie.models.world import world_prompt
     from opengenie.play.server import PlayOptions, PlayServer, default_prompt
 
-    _check(args)
     torch.set_flush_denormal(True)  # denormals made CPU steps several times slower here
     world = World.load(args.world, device=args.device)
     if resolve_precision(args.precision, args.device) == "bf16":
