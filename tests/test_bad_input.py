@@ -1,12 +1,15 @@
 """Bad input reaches the user as one line `opengenie: error: ...`, never as a traceback
-(issue 17): numeric options (opengenie/options.py) and prompt images (imageio.read_image).
-Each case runs the real CLI in-process."""
+(issue 17): numeric options (opengenie/options.py), prompt images (imageio.read_image) and
+dataset indexes (data/storage.py). Each case runs the real CLI in-process."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
+import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -258,3 +261,100 @@ def test_bad_prompt_image_is_one_line_naming_it(case, command, tmp_path, capsys,
     code = main([command, "--prompt", str(prompt), *extra])
     assert_one_line_error(code, capsys.readouterr().err, str(prompt), message)
     assert not out.exists()
+
+
+# -- 3. dataset indexes ---------------------------------------------------------------------------
+
+META, SHARD = "dataset.json", "shards/shard-000000"
+
+
+def _edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    change(value)
+    path.write_text(json.dumps(value))
+
+
+def _meta(change):
+    return lambda d: _edit_json(d / META, change)
+
+
+def _shard(change):
+    return lambda d: _edit_json(d / f"{SHARD}.json", change)
+
+
+def _first_episode(**fields):
+    return _shard(lambda t: t["episodes"][0].update(fields))
+
+
+# case -> (the file the one line must name, a function that damages the dataset directory)
+DATASET_DAMAGE = {
+    "index-list": (META, lambda d: (d / META).write_text("[1, 2]")),
+    "index-invalid-json": (META, lambda d: (d / META).write_text('{"format": ')),
+    "index-binary": (META, lambda d: (d / META).write_bytes(b"\xff\xfe\x00")),
+    "frame-size-int": (META, _meta(lambda m: m.update(frame_size=64))),
+    "frame-size-text": (META, _meta(lambda m: m.update(frame_size="64x64"))),
+    "fps-text": (META, _meta(lambda m: m.update(fps="fast"))),
+    "fps-nan": (
+        META,
+        lambda d: (d / META).write_text(
+            (d / META).read_text().replace('"fps": 10.0', '"fps": NaN')
+        ),
+    ),
+    "shards-missing": (META, _meta(lambda m: m.pop("shards"))),
+    "shard-dotdot": (META, _meta(lambda m: m.update(shards=["../../elsewhere/shard-000000"]))),
+    "shard-absolute": (META, _meta(lambda m: m.update(shards=["/etc/passwd"]))),
+    "shard-twice": (META, _meta(lambda m: m.update(shards=[m["shards"][0]] * 2))),
+    "shard-index-missing": (f"{SHARD}.json", lambda d: (d / f"{SHARD}.json").unlink()),
+    "shard-index-list": (f"{SHARD}.json", lambda d: (d / f"{SHARD}.json").write_text("[]")),
+    "shard-no-frames": (f"{SHARD}.json", _shard(lambda t: t.pop("frames"))),
+    "shard-no-episodes": (f"{SHARD}.json", _shard(lambda t: t.pop("episodes"))),
+    "episode-bad-split": (f"{SHARD}.json", _first_episode(split="dev")),
+    "episode-past-end": (f"{SHARD}.json", _first_episode(length=10_000)),
+    "episode-no-length": (f"{SHARD}.json", _shard(lambda t: t["episodes"][0].pop("length"))),
+    "frames-missing": (f"{SHARD}.frames", lambda d: (d / f"{SHARD}.frames").unlink()),
+    "frames-truncated": (f"{SHARD}.frames", lambda d: os.truncate(d / f"{SHARD}.frames", 1000)),
+    "actions-truncated": (f"{SHARD}.actions", lambda d: os.truncate(d / f"{SHARD}.actions", 3)),
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from opengenie.data import make_synthetic_dataset
+
+    path = tmp_path_factory.mktemp("data") / "synthetic"
+    make_synthetic_dataset(path, episodes=2, length=20, size=64, split="test")
+    make_synthetic_dataset(path, episodes=2, length=20, size=64, split="train")
+    return path
+
+
+def damaged_dataset(dataset: Path, tmp_path: Path, case: str) -> tuple[Path, Path]:
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    name, damage = DATASET_DAMAGE[case]
+    damage(copy)
+    return copy, copy / name
+
+
+@pytest.mark.parametrize("sheet", [False, True], ids=["no-sheet", "sheet"])
+@pytest.mark.parametrize("case", sorted(DATASET_DAMAGE))
+def test_data_info_reports_damage_in_one_line(case, sheet, dataset, tmp_path, capsys):
+    data, damaged = damaged_dataset(dataset, tmp_path, case)
+    out = tmp_path / "sheet.png"
+    argv = ["data", "info", str(data), *(["--sheet", str(out)] if sheet else ["--no-sheet"])]
+    assert_one_line_error(main(argv), capsys.readouterr().err, str(damaged))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["index-list", "shard-no-frames", "frames-truncated"])
+def test_train_reports_damaged_data_in_one_line(case, dataset, tmp_path, capsys):
+    data, damaged = damaged_dataset(dataset, tmp_path, case)
+    out = tmp_path / "run"
+    argv = ["train", "tokenizer", "--data", str(data), "--out", str(out), "--steps", "1"]
+    assert_one_line_error(main([*argv, "--no-tensorboard"]), capsys.readouterr().err, str(damaged))
+    assert not (out / "model.safetensors").exists()
+
+
+def test_intact_dataset_opens_with_its_health_checked(dataset, capsys):
+    """The checks pass a whole dataset: the copy the damage cases start from is described."""
+    assert main(["data", "info", str(dataset), "--no-sheet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 4

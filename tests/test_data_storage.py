@@ -167,12 +167,16 @@ def test_damaged_shards_give_one_line_errors(tmp_path):
     path = tmp_path / "ds"
     make_synthetic_dataset(path, episodes=2, length=5, size=8)
     frames = path / "shards" / "shard-000000.frames"
-    frames.write_bytes(frames.read_bytes()[:-10])
-    ds = open_dataset(path)  # the index is fine; the truncated frames are found on first read
-    with pytest.raises(UserError, match="damaged: shard-000000.frames has"):
+    whole = frames.read_bytes()
+    ds = open_dataset(path)
+    frames.write_bytes(whole[:-10])  # truncated after open: found when the shard is mapped
+    with pytest.raises(UserError, match="shard-000000.frames is damaged: .* bytes, but its index"):
         ds.frames(0)
+    with pytest.raises(UserError, match="shard-000000.frames is damaged"):  # and on open
+        open_dataset(path)
+    frames.write_bytes(whole)
     (path / "shards" / "shard-000000.json").unlink()
-    with pytest.raises(UserError, match="damaged: shard shard-000000's index"):
+    with pytest.raises(UserError, match="shard-000000.json is damaged: the file is missing"):
         open_dataset(path)
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
+import re
 import shutil
 import uuid
 from collections import OrderedDict
@@ -72,22 +74,115 @@ def _one_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    meta_path = path / "dataset.json"
+SHARD_NAME = re.compile(r"shard-[0-9]{6,}")  # the writer's names; never a path
+
+
+def _damaged(path: Path, why: str) -> UserError:
+    return UserError(f"{path} is damaged: {why}; restore it or re-create the dataset")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"{meta_path} is not valid JSON ({e}); restore it or re-create the dataset"
-        ) from None
-    if meta.get("format") != FORMAT:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _damaged(path, "the file is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _damaged(path, f"not valid JSON ({_one_line(e)})") from None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """dataset.json, checked: format, version, fps, frame size and shard names."""
+    meta_path = path / "dataset.json"
+    meta = _read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not an opengenie dataset; point at a dataset directory")
     if meta.get("version") != VERSION:
         raise UserError(
             f"{path} has dataset format version {meta.get('version')}, this opengenie reads "
             f"version {VERSION}; re-create the dataset with this version"
         )
+    fps, size, shards = meta.get("fps"), meta.get("frame_size"), meta.get("shards")
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps < math.inf):
+        raise _damaged(meta_path, f"fps must be a positive number, not {fps!r}")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+        raise _damaged(meta_path, f"frame_size must be [height, width], not {size!r}")
+    if not isinstance(shards, list):
+        raise _damaged(meta_path, f"shards must be a list of shard names, not {shards!r}")
+    for name in shards:
+        # A name is only ever joined under DIR/shards: no "../", no absolute path, no separator.
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise _damaged(meta_path, f"{name!r} is not a shard name (shard-NNNNNN)")
+    if len(set(shards)) != len(shards):
+        raise _damaged(meta_path, "a shard is listed twice")
+    if not isinstance(meta.get("source_info", {}), dict):
+        raise _damaged(meta_path, "source_info must be an object")
     return meta
+
+
+def _read_shard(path: Path, name: str, frame_size: tuple[int, int]) -> dict[str, Any]:
+    """One shard's index, checked against itself and against its files' sizes."""
+    base = path / "shards" / name
+    table_path = base.with_name(f"{name}.json")
+    table = _read_json(table_path)
+    if not isinstance(table, dict):
+        raise _damaged(table_path, "a shard index must be a JSON object")
+    n, episodes = table.get("frames"), table.get("episodes")
+    if not _is_int(n) or n < 0:
+        raise _damaged(table_path, f"'frames' must be a frame count, not {n!r}")
+    if not isinstance(episodes, list):
+        raise _damaged(table_path, "'episodes' must be a list")
+    for i, ep in enumerate(episodes):
+        why = _episode_problem(ep, n)
+        if why:
+            raise _damaged(table_path, f"episode {i} {why}")
+    h, w = frame_size
+    for ext, nbytes in ((".frames", n * h * w * 3), (".actions", n * ACTION_DTYPE.itemsize)):
+        _check_size(base.with_name(f"{name}{ext}"), nbytes, n)
+    return table
+
+
+def _episode_problem(ep: Any, frames: int) -> str | None:
+    if not isinstance(ep, dict):
+        return "is not an object"
+    offset, length = ep.get("offset"), ep.get("length")
+    if not (_is_int(offset) and _is_int(length) and offset >= 0 and length >= 1):
+        return f"has offset {offset!r} and length {length!r}"
+    if offset + length > frames:
+        return f"ends at frame {offset + length}, past the shard's {frames}"
+    if ep.get("split") not in SPLITS:
+        return f"has split {ep.get('split')!r}, not one of {', '.join(SPLITS)}"
+    if not isinstance(ep.get("source"), str):
+        return "has no source name"
+    level = ep.get("level_seed")
+    if level is not None and not (_is_int(level) and 0 <= level < 2**63):
+        return f"has level_seed {level!r}"
+    if not isinstance(ep.get("has_actions"), bool):
+        return "has no has_actions flag"
+    return None
+
+
+def _check_size(path: Path, nbytes: int, frames: int) -> None:
+    """A missing or truncated shard file would crash in mmap, or read as other frames."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _damaged(path, "the file is missing") from None
+    except OSError as e:
+        raise _damaged(path, f"cannot be read ({_one_line(e)})") from None
+    if size != nbytes:
+        raise _damaged(path, f"{size} bytes, but its index says {frames} frames = {nbytes} bytes")
+
+
+def read_index(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """dataset.json and every listed shard's index, checked on open: the one place the index
+    schema is checked. Returns the dataset's metadata and the shards' tables in order."""
+    meta = _read_meta(path)
+    size = (meta["frame_size"][0], meta["frame_size"][1])
+    return meta, [_read_shard(path, name, size) for name in meta["shards"]]
 
 
 class Dataset:
@@ -99,7 +194,7 @@ class Dataset:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        meta = _read_meta(self.path)
+        meta, tables = read_index(self.path)  # UserError naming the file if damaged
         self.fps: float = float(meta["fps"])
         self.frame_size: tuple[int, int] = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
         self.shards: list[str] = list(meta["shards"])
@@ -108,14 +203,7 @@ class Dataset:
         source_ids: dict[str, int] = {}
         shard_col, off_col, len_col, split_col, src_col, lvl_col, act_col = ([] for _ in range(7))
         self._shard_frames: list[int] = []
-        for s, name in enumerate(self.shards):
-            try:
-                table = json.loads((self.path / "shards" / f"{name}.json").read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise UserError(
-                    f"{self.path} is damaged: shard {name}'s index cannot be read "
-                    f"({_one_line(e)}); restore the shard or re-create the dataset"
-                ) from None
+        for s, table in enumerate(tables):
             self._shard_frames.append(int(table["frames"]))
             for ep in table["episodes"]:
                 src = ep["source"]
@@ -186,12 +274,7 @@ class Dataset:
         h, w = self.frame_size
         base = self.path / "shards" / self.shards[s]
         for ext, nbytes in ((".frames", n * h * w * 3), (".actions", n * ACTION_DTYPE.itemsize)):
-            size = os.path.getsize(f"{base}{ext}") if os.path.exists(f"{base}{ext}") else -1
-            if size != nbytes:  # a missing or truncated shard would otherwise crash in mmap
-                raise UserError(
-                    f"{self.path} is damaged: {base.name}{ext} has {size} bytes, expected "
-                    f"{nbytes}; restore the shard or re-create the dataset"
-                )
+            _check_size(Path(f"{base}{ext}"), nbytes, n)  # checked on open; again, as it maps
         frames = np.memmap(f"{base}.frames", dtype=np.uint8, mode="r", shape=(n, h, w, 3))
         actions = np.memmap(f"{base}.actions", dtype=ACTION_DTYPE, mode="r", shape=(n,))
         self._maps[s] = (frames, actions)
