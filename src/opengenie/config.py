@@ -288,6 +288,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
+        # Types first (e.g. "dim": "big"): the config's own checks assume the declared types.
+        if dataclasses.is_dataclass(hint) and not isinstance(value, dict):
+            raise UserError(f"{where}{name} must be an object, got {json.dumps(value)[:60]}")
+        if not dataclasses.is_dataclass(hint) and not _fits(hint, value):
+            raise UserError(
+                f"{where}{name} must be {_describe(hint)}, got {json.dumps(value)[:60]}"
+            )
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{where}{name}.")
         elif _is_tuple(hint):
@@ -295,6 +302,41 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return isinstance(value, str) and value in args
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):  # JSON gives lists, to_dict() tuples
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], v) for v in value)
+        if len(value) != len(args):
+            return False
+        return all(_fits(a, v) for a, v in zip(args, value, strict=True))
+    return True  # a kind of field this check does not know: left to the config's own checks
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return " or ".join(json.dumps(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, str(hint))
 
 
 def _is_tuple(hint: Any) -> bool:

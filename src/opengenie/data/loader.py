@@ -41,6 +41,11 @@ def partition_episodes(lengths: np.ndarray, span: int, world_size: int) -> np.nd
     return owner
 
 
+def clip_span(frames: int, stride: int) -> int:
+    """Source frames that a clip of ``frames`` frames covers, taking one every ``stride``."""
+    return (frames - 1) * stride + 1
+
+
 class ClipLoader:
     """Infinite iterator of clip batches from one split.
 
@@ -90,7 +95,7 @@ class ClipLoader:
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self.span = (self.clip_frames - 1) * self.frame_skip + 1  # frames one window covers
+        self.span = clip_span(self.clip_frames, self.frame_skip)  # frames one window covers
         self.batches = 0  # batches produced so far: the whole resumable state
 
         ids = dataset.episode_ids(split)

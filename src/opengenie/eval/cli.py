@@ -22,24 +22,6 @@ report.html into --out, and action_map.json into the world (play uses it for arr
 """
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers like 8 or 4,8 (got {text!r})"
-        ) from None
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers like 2 or 0.5,2 (got {text!r})"
-        ) from None
-
-
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from opengenie.eval.protocol import PLAY_STEPS
 

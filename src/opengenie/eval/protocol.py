@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from opengenie.data.loader import clip_span
 from opengenie.errors import UserError
 from opengenie.eval.metrics import (
     PSNR_CAP,
@@ -175,11 +176,6 @@ def select_clips(
             start = j * seg + int(rng.integers(0, seg - frames + 1))
             clips.append(Clip(int(ep), start))
     return sorted(clips, key=lambda c: (c.episode, c.start))
-
-
-def clip_span(frames: int, stride: int) -> int:
-    """Game frames that a clip of ``frames`` world steps covers, one step every ``stride``."""
-    return (frames - 1) * stride + 1
 
 
 def load_clips(dataset: Any, clips: list[Clip], frames: int, stride: int = 1) -> np.ndarray:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import tempfile
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +217,6 @@ def read_checkpoint_config(path: Path, expected_format: str) -> GenieConfig:
     if not isinstance(meta.get("config"), dict):
         raise UserError(f'{meta_path} has no "config" object: {redo}')
     try:
-        _check_types(GenieConfig, meta["config"], "")
         return GenieConfig.from_dict(meta["config"])
     except UserError as error:
         raise UserError(f"{meta_path}: {error}; {redo}") from None
@@ -310,56 +308,6 @@ def _some(head: str, names: list[str], shown: int = 3) -> str:
     if not names:
         return ""
     return f"{head}: {', '.join(names[:shown])}{', ...' if len(names) > shown else ''}"
-
-
-def _check_types(cls: type, data: Any, where: str) -> None:
-    """UserError for a config field of the wrong JSON type (e.g. "dim": "big"), before the
-    dataclass is built: the config's own checks assume the types its fields declare."""
-    hints = typing.get_type_hints(cls)
-    for name, value in data.items():
-        hint = hints.get(name)
-        if hint is None:
-            continue  # unknown key: from_dict names it
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            _check_types(hint, value, f"{where}{name}.")
-        elif dataclasses.is_dataclass(hint) or not _fits(hint, value):
-            kind = "an object" if dataclasses.is_dataclass(hint) else _describe(hint)
-            raise UserError(f"{where}{name} must be {kind}, got {json.dumps(value)[:60]}")
-
-
-def _fits(hint: Any, value: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is typing.Literal:
-        return isinstance(value, str) and value in args
-    if origin is tuple:
-        if not isinstance(value, list):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_fits(args[0], v) for v in value)
-        if len(value) != len(args):
-            return False
-        return all(_fits(a, v) for a, v in zip(args, value, strict=True))
-    return True  # a kind of field this check does not know: left to the config's own checks
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Literal:
-        return " or ".join(json.dumps(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
-        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return names.get(hint, str(hint))
 
 
 def _default_modes(tree: Path) -> None:
