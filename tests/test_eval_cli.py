@@ -139,11 +139,14 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     generate_procgen(data, levels="200000:200003", split="test", max_steps=20, workers=1)
     World(preset("tiny", [s for s in SMALL if not s.startswith("image_size")])).save(world_dir)
     args = ["eval", "--world", str(world_dir), "--data", str(data), "--fvd-clips", "0"]
-    args += ["--clips", "3", "--batch-size", "8", "--steps", "2", "--extra-steps", "", "--quiet"]
+    args += ["--clips", "3", "--batch-size", "8", "--steps", "2", "--quiet"]
     out = tmp_path / "report"
-    assert main([*args, "--control-levels", "2", "--out", str(out)]) == 0
+    assert main([*args, "--extra-steps", "1", "--control-levels", "2", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     c = m["control"]
+    # The extra sampling setting gets its own control bars (bench play joins them).
+    assert [(e["steps"], e["temperature"]) for e in c["extra"]] == [(1, 1.0)]
+    assert set(c["extra"][0]["bars"]) == set(c["bars"])
     assert c["levels"] == [200000, 200001] and c["frames"] == 16
     assert set(c["movements"]) == {"left", "left+jump", "none", "jump", "right", "right+jump"}
     right = c["movements"]["right"]["first"]
@@ -155,5 +158,6 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     assert "Control: held keys" in (out / "report.html").read_text()
     assert any(p.name.startswith("control_") for p in (out / "images").glob("*.png"))
     assert "control (2 levels)" in capsys.readouterr().out
-    assert main([*args, "--control-levels", "0", "--out", str(tmp_path / "r0")]) == 0
+    r0 = ["--extra-steps", "", "--control-levels", "0", "--out", str(tmp_path / "r0")]
+    assert main([*args, *r0]) == 0
     assert json.loads((tmp_path / "r0" / "metrics.json").read_text())["control"] is None

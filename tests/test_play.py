@@ -445,10 +445,16 @@ def test_cli_bad_prompt_is_one_line(saved_world, tmp_path, capsys):
 def test_bench_play_writes_its_figures(saved_world, tmp_path):
     out = tmp_path / "play.json"
     args = ["bench", "play", "--world", str(saved_world), "--out", str(out)]
-    assert main([*args, "--frames", "2", "--rounds", "1", "--steps", "2"]) == 0
+    assert main([*args, "--frames", "2", "--rounds", "1", "--steps", "2", "--sweep", "1,2"]) == 0
     report = json.loads(out.read_text())
     assert report["play_defaults"]["steps"] == 2
-    assert set(report["settings"]) == {"default", "paper_steps", "default_fp32", "paper_steps_fp32"}
+    named = {"default", "paper_steps", "default_fp32", "paper_steps_fp32"}
+    assert set(report["settings"]) == named | {"steps_1"}  # sweep point 2 is the default's
+    assert [r["steps"] for r in report["quality_speed"]] == [1, 2]
+    assert (
+        report["quality_speed"][1]["frames_per_s"] == report["settings"]["default"]["frames_per_s"]
+    )
+    assert report["settings"]["steps_1"]["steps"] == 1
     assert report["settings"]["paper_steps"]["steps"] == 25
     assert all(v["frames_per_s"] > 0 for v in report["settings"].values())
     speedup = report["cache_speedup"]["default"]
@@ -472,3 +478,34 @@ def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path)
     assert report["delta_psnr_at_paper_steps"]["value"] == 3.4
     assert main([*args[:-2], "--steps", "3"]) == 0  # eval did not measure 3 steps
     assert json.loads(out.read_text())["delta_psnr_at_play_defaults"] is None
+
+
+def test_bench_play_sweep_joins_eval_quality_per_steps(saved_world, tmp_path):
+    """Each sweep row carries the ΔtPSNR and the control bars eval measured at its steps."""
+    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
+    delta["frame_psnr"] = 20.0
+    extra = {**delta, "value": 3.1, "steps": 2, "frame_psnr": 19.0}
+    control = {
+        "settings": {"steps": 25, "temperature": 1.0},
+        "bars": {"right_first_same_way": 0.6},
+        "extra": [{"steps": 2, "temperature": 1.0, "bars": {"right_first_same_way": 0.9}}],
+    }
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps(
+            {
+                "dynamics": {"delta_t_psnr": delta, "delta_t_psnr_extra": [extra]},
+                "control": control,
+            }
+        )
+    )
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(saved_world), "--out", str(out), "--steps", "2"]
+    args += ["--eval-metrics", str(metrics), "--frames", "1", "--rounds", "1", "--sweep", "1,2,25"]
+    assert main(args) == 0
+    rows = {r["steps"]: r for r in json.loads(out.read_text())["quality_speed"]}
+    assert rows[2]["frame_psnr"] == 19.0 and rows[25]["frame_psnr"] == 20.0
+    assert rows[2]["control_bars"]["right_first_same_way"] == 0.9
+    assert rows[25]["control_bars"]["right_first_same_way"] == 0.6
+    assert rows[1]["delta_t_psnr"] is None and rows[1]["control_bars"] is None
+    assert all(r["frames_per_s"] > 0 for r in rows.values())

@@ -385,7 +385,7 @@ def evaluate(
     """Run the protocol on ``settings.clips`` clips of ``dataset``'s split.
 
     ``world`` needs ``tokenizer.encode/decode``, ``lam.infer/action_vectors``, ``num_actions``,
-    ``dynamics`` (``step_logits``, ``transformer.new_cache``, ``mask_id``) and
+    ``dynamics`` (``step_logits``, ``commit``, ``transformer.new_cache``, ``mask_id``) and
     ``config.frames/image_size``. ``fvd`` None leaves FVD out (``value`` null, with the reason).
     """
     s = settings.check()
@@ -691,7 +691,19 @@ def _control(
         log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
         return None, {}
     cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size)
-    return control_section(world, held, cs, precision, progress)
+    control, pictures = control_section(world, held, cs, precision, progress)
+    # The same held keys at each extra sampling setting (e.g. play's steps): its bars only, so
+    # that speed and control can be weighed setting by setting (bench play joins them).
+    control["extra"] = []
+    for steps, temperature in s.extra:
+        if (steps, temperature) == (s.steps, s.temperature):
+            continue
+        es = ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size)
+        section, _ = control_section(world, held, es, precision, progress)
+        control["extra"].append(
+            {"steps": steps, "temperature": temperature, "bars": section["bars"]}
+        )
+    return control, pictures
 
 
 def _label(k: tuple[int, float]) -> str:

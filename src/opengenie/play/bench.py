@@ -27,6 +27,7 @@ from opengenie.options import STEPS, at_least
 from opengenie.precision import resolve_precision
 
 PAPER_STEPS = 25
+SWEEP_STEPS = (1, 2, 4, 8, 25)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -57,6 +58,14 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         "--eval-metrics",
         help="metrics.json of `opengenie eval` on this world, to put each setting's ΔtPSNR "
         "beside its speed (default: WORLD/metrics.json when there is one)",
+    )
+    p.add_argument(
+        "--sweep",
+        type=STEPS.list_arg("--sweep"),
+        default=list(SWEEP_STEPS),
+        help="MaskGIT steps timed at play's precision for the quality-speed table, each beside "
+        "eval's ΔtPSNR, frame-t PSNR and control bars at those steps "
+        "(default 1,2,4,8,25; '' for none)",
     )
     p.add_argument("--out", default="bench/results/play.json", help="JSON to write")
     p.set_defaults(func=run_play_bench)
@@ -128,6 +137,36 @@ def eval_delta_psnr(metrics: dict, steps: int, temperature: float) -> dict | Non
     return None
 
 
+def eval_control_bars(metrics: dict, steps: int, temperature: float) -> dict | None:
+    """The control bars `opengenie eval` measured at these sampling settings, if it did."""
+    control = metrics.get("control") or {}
+    main = control.get("settings") or {}
+    if main.get("steps") == steps and main.get("temperature") == temperature:
+        return control.get("bars")
+    for entry in control.get("extra") or []:
+        if entry.get("steps") == steps and entry.get("temperature") == temperature:
+            return entry.get("bars")
+    return None
+
+
+def quality_speed_table(metrics: dict, fps: dict[int, dict], temperature: float) -> list[dict]:
+    """One row per MaskGIT steps: frames/s beside eval's figures at the same steps."""
+    rows = []
+    for steps, speed in sorted(fps.items()):
+        delta = eval_delta_psnr(metrics, steps, temperature)
+        rows.append(
+            {
+                "steps": steps,
+                "frames_per_s": speed["frames_per_s"],
+                "ms_per_frame_median": speed["ms_per_frame_median"],
+                "delta_t_psnr": delta,
+                "frame_psnr": None if delta is None else delta.get("frame_psnr"),
+                "control_bars": eval_control_bars(metrics, steps, temperature),
+            }
+        )
+    return rows
+
+
 def _eval_metrics(args: argparse.Namespace) -> tuple[dict, str | None]:
     path = args.eval_metrics
     if path is None and args.world and (Path(args.world) / "metrics.json").is_file():
@@ -172,6 +211,11 @@ def run_play_bench(args: argparse.Namespace) -> int:
         "default_fp32": ("float32", args.steps),
         "paper_steps_fp32": ("float32", PAPER_STEPS),
     }
+    sweep_names = {}  # steps -> the timed setting (a sweep point may be a named one above)
+    for steps in args.sweep:
+        named = [k for k, v in settings.items() if v == (play_dtype, steps)]
+        sweep_names[steps] = named[0] if named else f"steps_{steps}"
+        settings.setdefault(sweep_names[steps], (play_dtype, steps))
     sessions = {}
     for name, (precision, steps) in settings.items():
         session = worlds[precision].new_session()
@@ -254,6 +298,8 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "recomputed_frames_timed": uncached["frames_timed"],
             "speedup": uncached["ms_per_frame_median"] / cached["ms_per_frame_median"],
         }
+    sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
+    report["quality_speed"] = quality_speed_table(metrics, sweep_fps, fp32.sampling.temperature)
     report["summary"] = {
         "default_frames_per_s": report["settings"]["default"]["frames_per_s"],
         "paper_steps_frames_per_s": report["settings"]["paper_steps"]["frames_per_s"],
@@ -262,6 +308,30 @@ def run_play_bench(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     atomic_write_json(out, report)
+    for row in report["quality_speed"]:
+        print(_table_line(row), flush=True)
     print(json.dumps(report["summary"]), flush=True)
     print(f"wrote {out}")
     return 0
+
+
+def _table_line(row: dict) -> str:
+    """One line of the quality-speed table for the terminal."""
+    d, b = row["delta_t_psnr"], row["control_bars"] or {}
+
+    def num(x, fmt: str = ".2f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    delta = (
+        "ΔtPSNR -"
+        if d is None
+        else (
+            f"ΔtPSNR {d['value']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}], "
+            f"frame PSNR {num(d.get('frame_psnr'))}"
+        )
+    )
+    return (
+        f"  steps {row['steps']:>3}: {row['frames_per_s']:5.1f} frames/s, {delta}; "
+        f"→ {num(b.get('right_first_same_way'))} ← {num(b.get('left_mid_same_way'))} "
+        f"↑ {num(b.get('jump_dy8_same_sign'))} still {num(b.get('still_psnr16'), '.1f')} dB"
+    )
