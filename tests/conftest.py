@@ -63,15 +63,19 @@ def small_config():
 
 
 def count_step_logits(world) -> dict:
-    """Wrap world.dynamics.step_logits so tests can count model calls: returns {"n": calls}."""
+    """Wrap world.dynamics.step_logits and commit so tests can count the dynamics model's
+    passes (MaskGIT steps plus cache commits): returns {"n": passes}."""
     calls = {"n": 0}
-    original = world.dynamics.step_logits
 
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
+    def counted(original):
+        def counting(*args, **kwargs):
+            calls["n"] += 1
+            return original(*args, **kwargs)
 
-    world.dynamics.step_logits = counting
+        return counting
+
+    world.dynamics.step_logits = counted(world.dynamics.step_logits)
+    world.dynamics.commit = counted(world.dynamics.commit)
     return calls
 
 

@@ -105,6 +105,10 @@ class RuleDynamics:
             out[b, ny : ny + side, nx : nx + side] = fg
         return out.view(prev.shape)
 
+    def commit(self, tokens, action, cache):  # a final frame (B, 1, N) joins the cache
+        self.calls += 1
+        cache.append(tokens[:, 0])
+
     def step_logits(self, tokens, action, cache, update_cache=False):  # (B,1,N) -> (B,1,N,V)
         self.calls += 1
         target = tokens[:, 0] if action is None else self._next(cache[-1], action)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from opengenie.nn import STTransformer
-from opengenie.nn.st_transformer import _math_attention
+from opengenie.nn.st_transformer import _math_attention, rotary_table
 
 
 def _model(**kw):
@@ -49,7 +49,8 @@ def test_temporal_attention_never_mixes_positions():
 
     def temporal(z):
         seq = block.norm_t(z).transpose(1, 2).reshape(b * n, t, d)
-        q, k, v = block.temporal.project(seq, pos)
+        rope = rotary_table(pos, block.temporal.head_dim, seq.dtype)
+        q, k, v = block.temporal.project(seq, rope)
         return block.temporal.attend(q, k, v, causal=True).view(b, n, t, d)
 
     changed = (temporal(x) - temporal(y)).abs().amax(dim=(0, 2, 3))  # per position
@@ -138,3 +139,17 @@ def test_temporal_window_cache_matches_full_recompute(dtype):
     steps = [model(x[:, t : t + 1], cache, update_cache=True) for t in range(8)]
     atol = 1e-5 if dtype == torch.float32 else 5e-2
     assert torch.allclose(torch.cat(steps, dim=1).float(), full.float(), atol=atol)
+
+
+def test_commit_stores_what_a_full_pass_stores():
+    """commit() skips the last block's attention and FFN, yet leaves the cache exactly as a
+    full pass with update_cache does, so later frames see the same keys and values."""
+    model = _model()
+    x = torch.randn(2, 5, 9, 32)
+    full, fast = model.new_cache(window=4), model.new_cache(window=4)
+    for t in range(5):
+        model(x[:, t : t + 1], full, update_cache=True)
+        assert model.commit(x[:, t : t + 1], fast) is None
+    assert fast.next_pos == full.next_pos == 5
+    for a, b in zip(full.keys + full.values, fast.keys + fast.values, strict=True):
+        assert torch.equal(a, b)

@@ -41,9 +41,9 @@ def cached_rollout(
         raise ValueError(f"{actions.shape[1]} actions cannot follow {t0} context frames")
     actions = actions.to(_dtype_of(dynamics))
     cache = dynamics.transformer.new_cache(window)
-    dynamics.step_logits(context[:, :1], None, cache, update_cache=True)
+    dynamics.commit(context[:, :1], None, cache)
     for j in range(1, t0):  # one frame at a time: each has its own action
-        dynamics.step_logits(context[:, j : j + 1], actions[:, j - 1], cache, update_cache=True)
+        dynamics.commit(context[:, j : j + 1], actions[:, j - 1], cache)
     out = [context]
     for f in range(frames):
         action = actions[:, t0 - 1 + f]  # (B, A)
@@ -63,7 +63,7 @@ def cached_rollout(
             context.device,
         )  # (B, N)
         if f + 1 < frames:  # the last frame is never needed as context
-            dynamics.step_logits(new[:, None], action, cache, update_cache=True)
+            dynamics.commit(new[:, None], action, cache)
         out.append(new[:, None])
     return torch.cat(out, dim=1)
 

@@ -41,12 +41,15 @@ class Dynamics(nn.Module):
         update_cache: bool = False,
     ) -> torch.Tensor:
         """tokens (B, T, N) with mask ids; action_emb (B, T, D) -> logits (B, T, N, V)."""
+        h = self.transformer(self._embed(tokens, action_emb), cache, update_cache)
+        return self.head(h[:, :, 1:] if self.action_mode == "token" else h)
+
+    def _embed(self, tokens: torch.Tensor, action_emb: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T, N), action_emb (B, T, D) -> the transformer's input (B, T, N[+1], D)."""
         x = self.token_emb(tokens)  # (B, T, N, D)
         if self.action_mode == "token":
-            x = torch.cat((action_emb[:, :, None], x), dim=2) + self.pos  # (B, T, N+1, D)
-            return self.head(self.transformer(x, cache, update_cache)[:, :, 1:])
-        x = x + self.pos + action_emb[:, :, None]
-        return self.head(self.transformer(x, cache, update_cache))
+            return torch.cat((action_emb[:, :, None], x), dim=2) + self.pos  # (B, T, N+1, D)
+        return x + self.pos + action_emb[:, :, None]
 
     def logits(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """A whole clip: tokens (B, T, N), actions (B, T-1, A) -> logits (B, T, N, V)."""
@@ -64,11 +67,20 @@ class Dynamics(nn.Module):
     ) -> torch.Tensor:
         """One new frame after the cached ones: tokens (B, 1, N), action (B, A) or None for the
         first frame -> logits (B, 1, N, V). `update_cache` once the frame's tokens are final."""
-        if action is None:
-            emb = self.first_action.expand(tokens.shape[0], 1, -1)
-        else:
-            emb = self.action_in(action)[:, None]  # (B, 1, D)
+        emb = self._step_action(action, tokens.shape[0])
         return self._forward(tokens, emb, cache, update_cache)
+
+    def _step_action(self, action: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The embedding (B, 1, D) of the action leading into one new frame."""
+        if action is None:
+            return self.first_action.expand(batch, 1, -1)
+        return self.action_in(action)[:, None]
+
+    def commit(self, tokens: torch.Tensor, action: torch.Tensor | None, cache: KVCache) -> None:
+        """Append a final frame, tokens (B, 1, N) reached by action (B, A) (None: the first
+        frame), to the cache: what step_logits(..., update_cache=True) stores, with no logits."""
+        emb = self._step_action(action, tokens.shape[0])  # (B, 1, D)
+        self.transformer.commit(self._embed(tokens, emb), cache)
 
     def masked_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None

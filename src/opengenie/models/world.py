@@ -157,7 +157,7 @@ class PlaySession:
         window = world.config.frames
         self._dyn_cache = world.dynamics.transformer.new_cache(window)
         self._dec_cache = world.tokenizer.decoder.new_cache(window)
-        world.dynamics.step_logits(ids.flatten(2), None, self._dyn_cache, update_cache=True)
+        world.dynamics.commit(ids.flatten(2), None, self._dyn_cache)
         self.frames = 1
         return _to_uint8(world.tokenizer.decode(ids, self._dec_cache, update_cache=True))
 
@@ -193,7 +193,7 @@ class PlaySession:
             self.generator,
             world.device,
         )
-        world.dynamics.step_logits(tokens[:, None], vector, cache, update_cache=True)
+        world.dynamics.commit(tokens[:, None], vector, cache)
         self.frames += 1
         return tokens.view(1, 1, grid, grid)
 

@@ -15,18 +15,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin: each (L, hd/2)
+
+
+def rotary_table(
+    positions: torch.Tensor, head_dim: int, dtype: torch.dtype, base: float = 10_000.0
+) -> Rope:
+    """cos and sin of RoPE's angles for these positions: computed once per forward pass and
+    shared by every block (they depend only on the positions)."""
+    half = head_dim // 2
+    arange = torch.arange(half, device=positions.device, dtype=torch.float32)
+    freqs = base ** (-arange / half)  # (hd/2,)
+    angles = positions.to(torch.float32)[:, None] * freqs[None, :]  # (L, hd/2)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """Rotate pairs of channels of x (..., L, hd) by the table's angles (half-split pairing)."""
+    cos, sin = rope
+    if cos.dtype != x.dtype:  # under autocast the table follows the block's input, q/k do not
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
     """Rotate pairs of channels by angles that grow with position (RoPE).
 
     x: (..., L, hd) with hd even; positions: (L,) float. Uses the half-split pairing.
     """
-    half = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)  # (hd/2,)
-    angles = positions.to(torch.float32)[:, None] * freqs[None, :]  # (L, hd/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return apply_rotary(x, rotary_table(positions, x.shape[-1], x.dtype, base))
 
 
 def _math_attention(
@@ -71,14 +90,14 @@ class Attention(nn.Module):
         self.k_norm = QKNorm(self.head_dim) if qk_norm else nn.Identity()
 
     def project(
-        self, x: torch.Tensor, positions: torch.Tensor | None
+        self, x: torch.Tensor, rope: Rope | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, L, D) -> q, k, v each (B, heads, L, hd); rotary applied when positions given."""
+        """x: (B, L, D) -> q, k, v each (B, heads, L, hd); rotary applied when a table given."""
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)
-        if positions is not None:
-            q, k = rotary(q, positions), rotary(k, positions)
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         return q, k, v
 
     def attend(
@@ -148,17 +167,21 @@ class STBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: Rope,
         cache: KVCache | None = None,
         layer: int = 0,
         update_cache: bool = False,
+        kv_only: bool = False,
     ) -> torch.Tensor:
+        """x: (B, T, N, D) -> (B, T, N, D). `kv_only` (with update_cache): only store this
+        block's temporal keys/values and return x early: what the last block of a commit
+        pass needs, since no later layer reads its output."""
         b, t, n, d = x.shape  # (B, T, N, D)
         # Spatial: the N tokens of each frame attend to each other; frames never mix.
         x = x + self.spatial(self.norm_s(x).reshape(b * t, n, d)).view(b, t, n, d)
         # Temporal: each spatial position attends to itself in earlier frames (causal).
         y = self.norm_t(x).transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
-        q, k, v = self.temporal.project(y, positions)
+        q, k, v = self.temporal.project(y, rope)
         if cache is not None and cache.keys[layer] is not None:
             k = torch.cat((cache.keys[layer], k), dim=-2)
             v = torch.cat((cache.values[layer], v), dim=-2)
@@ -168,6 +191,8 @@ class STBlock(nn.Module):
             keep = cache.window - 1  # room for the next frame
             cache.keys[layer] = k[..., -keep:, :] if keep > 0 else k[..., :0, :]
             cache.values[layer] = v[..., -keep:, :] if keep > 0 else v[..., :0, :]
+            if kv_only:
+                return x
         y = self.temporal.attend(q, k, v, causal=True, window=self.window)  # (B*N, T, D)
         x = x + y.view(b, n, t, d).transpose(1, 2)
         return x + self.ffn(self.norm_f(x))
@@ -202,10 +227,23 @@ class STTransformer(nn.Module):
     ) -> torch.Tensor:
         """x: (B, T, N, D). With a cache, x holds only the newest frame(s) after those cached;
         `update_cache` appends their keys/values (do it once a frame is final)."""
-        start = cache.next_pos if cache is not None else 0
-        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        rope = self._rope(x, cache)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache, i, update_cache)
+            x = block(x, rope, cache, i, update_cache)
         if cache is not None and update_cache:
             cache.next_pos += x.shape[1]
         return self.norm(x)
+
+    def commit(self, x: torch.Tensor, cache: KVCache) -> None:
+        """Append final frames x (B, T, N, D) to the cache without computing an output: the
+        last block stops once its keys/values are stored (about a sixth of a pass saved)."""
+        rope = self._rope(x, cache)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, cache, i, update_cache=True, kv_only=i == self.depth - 1)
+        cache.next_pos += x.shape[1]
+
+    def _rope(self, x: torch.Tensor, cache: KVCache | None) -> Rope:
+        start = cache.next_pos if cache is not None else 0
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        head_dim = self.blocks[0].temporal.head_dim
+        return rotary_table(positions, head_dim, x.dtype)
