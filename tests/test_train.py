@@ -109,6 +109,10 @@ def test_wrong_checkpoints_are_one_line_errors(data, tmp_path, capsys):
         (["--set", "tokenizer.patch=7"], "does not divide"),
         (["--set", "frames=40"], "longer than every episode"),
         (["--set", "image_size=64"], "data frames are 32x32"),
+        (["--set", "tokenizer.heads=0"], "heads and depths must be >= 1"),
+        (["--set", "dynamics.depth=0"], "heads and depths must be >= 1"),
+        (["--set", "tokenizer_optim.lr=nan"], "lr must be a finite number"),
+        (["--set", "dynamics_optim.weight_decay=inf"], "weight_decay must be a finite number"),
     ],
 )
 def test_bad_data_and_config_are_one_line_errors(data, tmp_path, capsys, extra, message):
@@ -116,6 +120,22 @@ def test_bad_data_and_config_are_one_line_errors(data, tmp_path, capsys, extra, 
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "t" / "checkpoints").exists()
+
+
+def test_a_new_run_removes_staging_left_by_a_killed_write(data, tmp_path, capsys):
+    """kill -9 during a checkpoint write leaves checkpoints/.step-*.<random>: the next run
+    removes it (and the staging of best/ and of the latest weights), keeping the rest."""
+    out = tmp_path / "tok"
+    assert _train("tokenizer", data, out, 2, "--save-every", "1") == 0
+    stale = [out / "checkpoints" / ".step-00000003.x1y2", out / ".best.k3j4", out / ".latest.q9"]
+    for path in stale:
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"half")
+    assert _train("tokenizer", data, out, 3, "--resume", "--save-every", "1") == 0
+    assert not any(p.exists() for p in stale)
+    assert "left by a checkpoint write that did not finish" in capsys.readouterr().out
+    now = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert now[-1] == "step-00000003" and not any(n.startswith(".") for n in now)
 
 
 def _cli(*args):

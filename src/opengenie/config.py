@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -174,6 +175,9 @@ class GenieConfig:
                 )
         for part in ("tokenizer", "lam", "dynamics"):
             sub = getattr(self, part)
+            depths = (sub.depth,) if part == "dynamics" else (sub.enc_depth, sub.dec_depth)
+            if min(sub.dim, sub.heads, *depths) < 1:
+                raise UserError(f"{part}: dim, heads and depths must be >= 1")
             if sub.dim % sub.heads or (sub.dim // sub.heads) % 2:
                 raise UserError(
                     f"{part}.dim={sub.dim} must split into {sub.heads} heads of even width"
@@ -310,8 +314,9 @@ def _fits(hint: Any, value: Any) -> bool:
         return isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # NaN and infinities are never a setting (e.g. --set ...lr=nan)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value)
     if hint is str:
         return isinstance(value, str)
     if origin is typing.Literal:
@@ -335,7 +340,7 @@ def _describe(hint: Any) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0])}"
         return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     return names.get(hint, str(hint))
 
 

@@ -74,6 +74,21 @@ def save_training_checkpoint(
     return path
 
 
+def remove_stale_staging(run: Path) -> list[Path]:
+    """Remove what a killed write left behind: the staging folders of checkpoints
+    (RUN/checkpoints/.step-*), of RUN/best (RUN/.best.*) and of the latest weights
+    (RUN/.latest.*). Called when a run starts, before it writes anything; returns them."""
+    stale = [
+        *run.glob("checkpoints/.step-*"),
+        *run.glob(".best.*"),
+        *run.glob(".latest.*"),
+    ]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    return [p for p in stale if not p.exists()]
+
+
 def list_checkpoints(run: Path) -> list[Path]:
     """Complete checkpoints, oldest first (temp dirs start with a dot and are ignored)."""
     root = run / "checkpoints"

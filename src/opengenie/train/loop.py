@@ -82,6 +82,9 @@ def run_phase(
         weight_decay=optim.weight_decay,
         fused=fused,
     )
+    if dist.is_main:
+        for path in ckpt.remove_stale_staging(run):
+            print(f"removed {path}: left by a checkpoint write that did not finish")
     step, best = 0, None
     if resume_from is not None:
         state = ckpt.load_trainer_state(resume_from)
