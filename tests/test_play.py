@@ -128,6 +128,15 @@ def test_action_table_maps_names_and_keys_and_ignores_bad_entries(world):
     assert action_table(world) == {"names": [""] * world.num_actions, "keys": {}}
 
 
+def test_release_freed_memory_runs_where_glibc_is():
+    import platform
+
+    from opengenie.play.memory import release_freed_memory
+
+    ran = release_freed_memory()
+    assert ran is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
 def test_encode_frame_round_trips():
     frame = _prompt(5)
     meta, pixels = _parse_frame(encode_frame(frame, {"action": 3, "height": 5, "width": 5}))
@@ -277,9 +286,17 @@ def test_uploads_reset_to_the_new_prompt_and_bad_ones_get_a_message(world):
     _serve(world, test, max_upload_bytes=20_000)
 
 
-def test_closed_tabs_free_their_sessions_and_sessions_are_capped(world):
+def test_closed_tabs_free_their_sessions_and_sessions_are_capped(world, monkeypatch):
     made: list[weakref.ref] = []
     original = world.new_session
+    # When a tab leaves, its session is already gone by the time freed memory is handed back.
+    gone_at_release: list[bool] = []
+
+    def release() -> bool:
+        gone_at_release.append(made[0]() is None)
+        return True
+
+    monkeypatch.setattr("opengenie.play.server.release_freed_memory", release)
 
     def tracking():
         session = original()
@@ -306,6 +323,7 @@ def test_closed_tabs_free_their_sessions_and_sessions_are_capped(world):
                 break
             await asyncio.sleep(0.05)
         assert await status(client) == 1
+        assert gone_at_release == [True]  # freed by refcount before the pages were released
         gc.collect()
         assert made[0]() is None  # the closed tab's session (and its caches) is gone
         assert made[1]() is not None

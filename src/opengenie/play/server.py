@@ -39,6 +39,7 @@ from opengenie.errors import UserError
 from opengenie.imageio import load_prompt
 from opengenie.models.world import PlaySession, World
 from opengenie.options import SEED, STEPS, TEMPERATURE
+from opengenie.play.memory import release_freed_memory
 
 log = logging.getLogger("opengenie.play")
 
@@ -203,8 +204,11 @@ class PlayServer:
         except ConnectionResetError:  # the tab went away mid-send
             pass
         finally:
-            # Dropping the last reference frees the session's caches.
+            # Dropping the last reference frees the session's caches; then the freed pages go
+            # back to the OS, so memory does not stay at its peak after players leave.
             self.players.pop(player_id, None)
+            player = session = None
+            release_freed_memory()
             log.info("player %d left (%d playing)", player_id, len(self.players))
         return ws
 
