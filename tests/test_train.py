@@ -113,6 +113,7 @@ def test_wrong_checkpoints_are_one_line_errors(data, tmp_path, capsys):
         (["--set", "dynamics.depth=0"], "heads and depths must be >= 1"),
         (["--set", "tokenizer_optim.lr=nan"], "lr must be a finite number"),
         (["--set", "dynamics_optim.weight_decay=inf"], "weight_decay must be a finite number"),
+        (["--set", "tokenizer_optim.batch_size=10000000000"], "needs at least"),
     ],
 )
 def test_bad_data_and_config_are_one_line_errors(data, tmp_path, capsys, extra, message):

@@ -3,6 +3,7 @@ dynamics model on the frozen tokenizer's tokens. Phase 2 writes a self-contained
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,36 @@ class PhaseArgs:
     init_from: str | None = None  # a World (or tokenizer run) to fine-tune from
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the system can give without swapping (Linux MemAvailable), else its total."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_batch_fits(batch_size: int, clip_frames: int, config: GenieConfig) -> None:
+    """Refuse, before any work, a batch whose frames alone (uint8 as read, then float32 for
+    the model) exceed the available memory: a lower bound of what a step needs (activations
+    come on top), so it never refuses a batch that could run, and an absurd --set ...batch_size
+    is one line instead of the process being killed for memory."""
+    pixels = config.image_size**2 * config.channels
+    need = batch_size * clip_frames * pixels * (1 + 4)
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise UserError(
+            f"a batch of {batch_size} clips x {clip_frames} frames needs at least "
+            f"{need / 2**30:.1f} GB for its frames alone, and {have / 2**30:.1f} GB are "
+            "available: pass a smaller batch_size (--set ...optim.batch_size=N)"
+        )
+
+
 def make_loader(
     data_dir: str,
     config: GenieConfig,
@@ -65,6 +96,7 @@ def make_loader(
             f"data frames are {height}x{width} but the config expects {config.image_size}: "
             f"re-create the data with --size {config.image_size} or --set image_size={height}"
         )
+    check_batch_fits(batch_size, clip_frames or config.frames, config)
     loader = ClipLoader(
         dataset,
         split,
