@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from opengenie.cli import main
-from opengenie.config import preset
+from opengenie.config import PLAY_STEPS, preset
 from opengenie.data import make_synthetic_dataset
 from opengenie.models import World
 
@@ -45,7 +45,8 @@ def test_eval_writes_metrics_report_and_action_map(setup, capsys) -> None:
     assert {"value", "ci_low", "ci_high", "frame_psnr"} <= set(d)
     assert d["ci_low"] <= d["value"] <= d["ci_high"]
     assert isinstance(m["dynamics"]["next_frame_psnr"], float)
-    assert [e["steps"] for e in m["dynamics"]["delta_t_psnr_extra"]] == [8]  # play's, labelled
+    extra_steps = [e["steps"] for e in m["dynamics"]["delta_t_psnr_extra"]]
+    assert extra_steps == [PLAY_STEPS] and PLAY_STEPS != 25  # play's, labelled
     s = m["settings"]
     assert (s["clips"], s["episodes"], s["steps"], s["t"], s["split"]) == (5, 5, 3, 4, "test")
     assert s["protocol"] is False  # --steps 3 is not the protocol's 25

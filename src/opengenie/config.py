@@ -105,6 +105,11 @@ class DynamicsConfig:
     mask_rate_max: float = 1.0
 
 
+# MaskGIT steps a frame takes in play (and eval's extra ΔtPSNR beside the paper's 25): picked
+# from the quality-speed table in docs/PLAY.md (`opengenie bench play`, `opengenie eval`).
+PLAY_STEPS = 2
+
+
 @dataclass
 class SamplingConfig:
     steps: int = 25  # MaskGIT steps per frame

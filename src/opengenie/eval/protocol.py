@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from opengenie.config import PLAY_STEPS  # reported beside the protocol's 25 steps
 from opengenie.data.loader import clip_span
 from opengenie.errors import UserError
 from opengenie.eval.metrics import (
@@ -62,7 +63,6 @@ PROTOCOL_STEPS = 25
 PROTOCOL_TEMPERATURE = 1.0
 PROTOCOL_MODE = "random"
 USED_CODE_FRACTION = 0.01  # a code is "in use" when >= 1% of the inferred actions pick it
-PLAY_STEPS = 8  # play's default MaskGIT steps (play.cli.DEFAULT_STEPS): reported beside
 BUTTON_FRAMES = 8  # frames per strip in "what each button does"
 
 

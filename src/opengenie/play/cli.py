@@ -12,11 +12,12 @@ import threading
 import webbrowser
 from pathlib import Path
 
+from opengenie.config import PLAY_STEPS
 from opengenie.errors import UserError
 from opengenie.options import PORT, STEPS, TEMPERATURE, UPLOAD_MB, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
-DEFAULT_STEPS = 8  # MaskGIT steps per frame in play (the paper's 25 is ~3x slower); see PLAY.md
+DEFAULT_STEPS = PLAY_STEPS  # MaskGIT steps per frame in play (config.PLAY_STEPS, see PLAY.md)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

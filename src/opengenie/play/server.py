@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from aiohttp import WSMsgType, web
 
+from opengenie.config import PLAY_STEPS
 from opengenie.errors import UserError
 from opengenie.imageio import load_prompt
 from opengenie.models.world import PlaySession, World
@@ -58,7 +59,7 @@ class PlayOptions:
     """Server-wide settings; each tab starts from `steps`/`temperature`/`mode` and may change
     its own copy."""
 
-    steps: int = 8
+    steps: int = PLAY_STEPS
     temperature: float = 1.0
     mode: str = "random"
     max_upload_bytes: int = 10 * 1024 * 1024

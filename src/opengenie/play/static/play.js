@@ -20,6 +20,9 @@ const state = (window.opengenie = {
   lastAction: null,
   arrivals: [], // frame arrival times for the frame-rate display
   pressCount: 0,
+  tapTimes: [], // event.timeStamp of each tap in `taps`
+  pressInflight: null, // the press time of the step in flight, when a press sent it
+  latencies: [], // ms from a key press to the canvas showing its frame (browser test)
 });
 
 const DIGITS = ["Digit1", "Digit2", "Digit3", "Digit4", "Digit5", "Digit6", "Digit7",
@@ -93,9 +96,12 @@ function heldAction() {
 
 function pump() {
   if (state.inflight || !ws || ws.readyState !== WebSocket.OPEN) return;
-  const action = state.taps.length ? state.taps.shift() : heldAction();
+  const tapped = state.taps.length > 0;
+  const action = tapped ? state.taps.shift() : heldAction();
+  const pressed = tapped ? state.tapTimes.shift() : null;
   if (action === null || action === undefined) return;
   state.inflight = true;
+  state.pressInflight = pressed;
   ws.send(JSON.stringify({ type: "step", action }));
 }
 
@@ -115,7 +121,10 @@ window.addEventListener("keydown", (event) => {
   if (event.repeat) return; // holding is tracked by keydown/keyup, not by auto-repeat
   state.held.set(code, ++state.pressCount);
   const action = digit !== null ? digit : arrowAction();
-  if (action !== null) state.taps.push(action);
+  if (action !== null) {
+    state.taps.push(action);
+    state.tapTimes.push(event.timeStamp); // same clock as performance.now()
+  }
   pump();
 });
 
@@ -146,6 +155,15 @@ function drawFrame(buffer) {
 
 function onFrame(buffer) {
   const meta = drawFrame(buffer);
+  const pressed = state.pressInflight;
+  state.pressInflight = null;
+  if (pressed !== null) {
+    // The frame is on screen at the next paint after drawing it.
+    requestAnimationFrame(() => {
+      state.latencies.push(performance.now() - pressed);
+      if (state.latencies.length > 1000) state.latencies.shift();
+    });
+  }
   state.meta = meta;
   state.frames += 1;
   state.inflight = false;
@@ -241,6 +259,7 @@ function reset() {
   const msg = { type: "reset" };
   if (seed !== "") msg.seed = Number(seed);
   state.taps = [];
+  state.tapTimes = [];
   send(msg);
 }
 
@@ -306,6 +325,7 @@ function connect() {
       message(`settings: ${msg.steps} steps, temperature ${msg.temperature}, ${msg.mode}`);
     } else if (msg.type === "error") {
       state.inflight = false;
+      state.pressInflight = null; // no frame answers that press
       if (msg.fatal) fatal = true;
       if (state.settings) showSettings(state.settings); // undo a refused change
       message(msg.message, true);
