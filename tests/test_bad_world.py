@@ -150,3 +150,25 @@ def test_intact_copy_still_generates(tmp_path):
     argv = ["generate", "--world", str(world), "--actions", "0", "--steps", "1", "--out", str(out)]
     assert main(argv) == 0
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", ["weights-truncated", "config-list", "action-map-bad-keys"])
+def test_play_reports_damage_before_serving(case, tmp_path, capsys, monkeypatch):
+    import opengenie.play.cli
+
+    async def never_serve(*_args):
+        raise AssertionError("play started serving a damaged world")
+
+    monkeypatch.setattr(opengenie.play.cli, "_serve", never_serve)
+    world, damaged = damaged_world(tmp_path, case)
+    code = main(["play", "--world", str(world), "--no-browser", "--port", "0"])
+    assert_one_line_error(code, capsys.readouterr().err, damaged)
+
+
+@pytest.mark.parametrize("case", ["weights-random", "config-size-mismatch"])
+def test_bench_play_reports_damage_and_writes_nothing(case, tmp_path, capsys):
+    world, damaged = damaged_world(tmp_path, case)
+    out = tmp_path / "play.json"
+    code = main(["bench", "play", "--world", str(world), "--out", str(out), "--frames", "1"])
+    assert_one_line_error(code, capsys.readouterr().err, damaged)
+    assert not out.exists()

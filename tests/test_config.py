@@ -1,6 +1,9 @@
 import json
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opengenie.config import PRESETS, GenieConfig, preset
 from opengenie.errors import UserError
@@ -71,3 +74,55 @@ def test_bad_overrides_are_one_line_errors(override, message):
 def test_unknown_preset():
     with pytest.raises(UserError, match="unknown preset"):
         preset("huge")
+
+
+def _leaf_keys(data: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in data.items():
+        if isinstance(value, dict):
+            keys += _leaf_keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+TINY_KEYS = _leaf_keys(preset("tiny").to_dict())
+ODD_VALUES = (
+    st.sampled_from(
+        ["0", "-1", "nan", "inf", "-inf", "1e309", "1e-320", "", "true", "3.5", "[1,2]", "x"]
+    )
+    | st.text(max_size=8)
+    | st.integers(-(2**64), 2**64).map(str)
+    | st.floats(allow_subnormal=False).map(repr)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(TINY_KEYS) | st.text(max_size=12),
+    value=ODD_VALUES,
+)
+def test_any_set_override_is_a_valid_config_or_one_user_error(key, value):
+    """The --set layer (issue 17): whatever key=value a user types, the result is a config that
+    passed validation or a UserError, never another exception (ZeroDivisionError, a torch
+    error later, ...); a config that passes has finite floats and positive sizes."""
+    try:
+        config = preset("tiny").with_overrides([f"{key}={value}"])
+    except UserError:
+        return
+    floats = [v for v in _flat_values(config.to_dict()) if isinstance(v, float)]
+    assert all(math.isfinite(v) for v in floats)
+    for part in (config.tokenizer, config.lam, config.dynamics):
+        assert part.dim >= 1 and part.heads >= 1 and part.dim % part.heads == 0
+
+
+def _flat_values(data: dict) -> list:
+    out = []
+    for value in data.values():
+        if isinstance(value, dict):
+            out += _flat_values(value)
+        elif isinstance(value, (list, tuple)):
+            out += list(value)
+        else:
+            out.append(value)
+    return out
