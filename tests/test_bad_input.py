@@ -104,6 +104,17 @@ OTHER_OPTIONS = {
     "bench-models-batch": (["bench", "models", "--batch", "0"], "--batch"),
     "bench-tokenizer-warmup": (["bench", "tokenizer", "--warmup", "-1"], "--warmup"),
     "bench-play-frames": (["bench", "play", "--frames", "0"], "--frames"),
+    "bench-play-sweep": (["bench", "play", "--sweep", "2,0"], "--sweep"),
+    "data-video-fps-nan": (["data", "video", "nowhere.mp4", "--fps", "nan"], "--fps"),
+    "data-video-fps-zero": (["data", "video", "nowhere.mp4", "--fps", "0"], "--fps"),
+    "data-video-size": (["data", "video", "nowhere.mp4", "--size", "0"], "--size"),
+    "data-video-val-fraction": (
+        ["data", "video", "nowhere.mp4", "--val-fraction", "2"],
+        "--val-fraction",
+    ),
+    "data-video-min-frames": (["data", "video", "nowhere.mp4", "--min-frames", "-3"], "--min"),
+    "data-coinrun-episodes": (["data", "coinrun", "--episodes", "-1"], "--episodes"),
+    "data-coinrun-levels": (["data", "coinrun", "--episodes", "1", "--levels", "5:2"], "--levels"),
 }
 
 

@@ -107,6 +107,8 @@ UPLOAD_MB = Number(integer=False, low=0.0, high=1024.0, above_low=True)
 
 # What `generate` writes: each frame upscaled to (size*scale)^2 pixels, all held in memory while
 # the file is written (about 7 bytes a pixel for a GIF), so bound the side and the total.
+FPS = Number(integer=False, low=0.0, high=1000.0, above_low=True)  # data video --fps
+FRACTION = Number(integer=False, low=0.0, high=1.0)  # shares of files (--val-fraction, ...)
 MAX_FRAMES = 10_000
 FRAMES = Number(integer=True, low=1, high=MAX_FRAMES)
 SCALE = Number(integer=True, low=1, high=64)

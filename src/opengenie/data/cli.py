@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from opengenie.errors import UserError
+from opengenie.options import FPS, FRACTION, at_least
 
 _SPLIT_HELP = "split the episodes go to"
 
@@ -242,13 +243,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", help="video files and/or directories (searched recursively)")
     p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
-    p.add_argument("--fps", type=float, default=10.0, help="frames per second to resample to")
-    p.add_argument("--size", type=int, default=64, help="output frames are size x size")
+    p.add_argument(
+        "--fps", type=FPS.arg("--fps"), default=10.0, help="frames per second to resample to"
+    )
+    p.add_argument(
+        "--size", type=at_least(1).arg("--size"), default=64, help="output frames are size x size"
+    )
     p.add_argument("--split", choices=["train", "val", "test"], help="put every file in this split")
-    p.add_argument("--episode-frames", type=int, default=1000, help="longest episode, in frames")
-    p.add_argument("--min-frames", type=int, default=16, help="skip files shorter than this")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="share of files for val")
-    p.add_argument("--test-fraction", type=float, default=0.05, help="share of files for test")
+    p.add_argument(
+        "--episode-frames",
+        type=at_least(1).arg("--episode-frames"),
+        default=1000,
+        help="longest episode, in frames",
+    )
+    p.add_argument(
+        "--min-frames",
+        type=at_least(1).arg("--min-frames"),
+        default=16,
+        help="skip files shorter than this",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=FRACTION.arg("--val-fraction"),
+        default=0.05,
+        help="share of files for val",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=FRACTION.arg("--test-fraction"),
+        default=0.05,
+        help="share of files for test",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_video)
 
