@@ -2,7 +2,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from opengenie.config import PRESETS, GenieConfig, preset
@@ -98,6 +98,7 @@ ODD_VALUES = (
 
 
 @settings(max_examples=300, deadline=None)
+@example(key="image_size", value="1e309")  # found by this test: int(float) overflowed
 @given(
     key=st.sampled_from(TINY_KEYS) | st.text(max_size=12),
     value=ODD_VALUES,

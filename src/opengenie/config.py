@@ -280,7 +280,7 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
             items = [s for s in raw.strip("()[]").split(",") if s.strip()]
             kind = type(current[0]) if current else float
             return [kind(s) for s in items]
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer field given 1e309
         raise UserError(f"bad value for {key}: {raw!r}") from None
     return raw
 
