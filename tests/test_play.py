@@ -473,6 +473,7 @@ def test_bench_play_writes_its_figures(saved_world, tmp_path):
         report["quality_speed"][1]["frames_per_s"] == report["settings"]["default"]["frames_per_s"]
     )
     assert report["settings"]["steps_1"]["steps"] == 1
+    assert report["summary"]["default_over_8_steps"] is None  # 8 was not in the sweep
     assert report["settings"]["paper_steps"]["steps"] == 25
     assert all(v["frames_per_s"] > 0 for v in report["settings"].values())
     speedup = report["cache_speedup"]["default"]
@@ -526,4 +527,6 @@ def test_bench_play_sweep_joins_eval_quality_per_steps(saved_world, tmp_path):
     assert rows[2]["control_bars"]["right_first_same_way"] == 0.9
     assert rows[25]["control_bars"]["right_first_same_way"] == 0.6
     assert rows[1]["delta_t_psnr"] is None and rows[1]["control_bars"] is None
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["meets_30_fps_target"] == (summary["default_frames_per_s"] >= 30)
     assert all(r["frames_per_s"] > 0 for r in rows.values())
