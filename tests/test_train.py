@@ -300,3 +300,14 @@ def test_frame_skip_strides_the_world_phase_and_not_the_tokenizer(tmp_path) -> N
         main(["train", "all", "--out", str(tmp_path / "run"), *base, "--set", "frame_skip=2"]) == 0
     )
     assert World.load(tmp_path / "run").config.frame_skip == 2
+
+
+def test_stopping_before_the_cosine_schedule_ends_says_so(data, tmp_path, capsys):
+    """--steps stops a run; the schedule spans <phase>_optim.steps: a run that stops early is
+    told its learning rate will not have decayed, and how to make it."""
+    assert _train("tokenizer", data, tmp_path / "a", 2, "--set", "tokenizer_optim.steps=50") == 0
+    out = capsys.readouterr().out
+    assert "cosine schedule spans tokenizer_optim.steps=50" in out
+    assert "--set tokenizer_optim.steps=2" in out
+    assert _train("tokenizer", data, tmp_path / "b", 2, "--set", "tokenizer_optim.steps=2") == 0
+    assert "cosine schedule spans" not in capsys.readouterr().out

@@ -104,6 +104,14 @@ def run_phase(
         forward = torch.compile(forward)
     target = opts.steps if opts.steps is not None else optim.steps
     deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
+    if dist.is_main and optim.schedule == "cosine" and target < optim.steps:
+        # --steps says where to stop, not how long the schedule is: two runs of issue #14
+        # stopped at half the schedule with the learning rate still high (measured).
+        print(
+            f"note: the cosine schedule spans {phase.name}_optim.steps={optim.steps}; stopping "
+            f"at step {target}, the learning rate will be {lr_at(target, optim):.2g}, not "
+            f"{optim.min_lr:g}: pass --set {phase.name}_optim.steps={target} to decay by then"
+        )
     bf16 = optim.bf16 if opts.bf16 is None else opts.bf16
     if bf16 and dist.is_main and torch.device(dist.device).type == "cpu":
         from opengenie.precision import cpu_bf16_is_faster
