@@ -158,7 +158,9 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     assert World.load(world_dir).action_map["keys"] == c["keys"]  # what play sends
     assert "Control: held keys" in (out / "report.html").read_text()
     assert any(p.name.startswith("control_") for p in (out / "images").glob("*.png"))
-    assert "control (2 levels)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "control (2 levels)" in printed
+    assert "control at steps=1, temperature=1 (2 levels)" in printed
     r0 = ["--extra-steps", "", "--control-levels", "0", "--out", str(tmp_path / "r0")]
     assert main([*args, *r0]) == 0
     assert json.loads((tmp_path / "r0" / "metrics.json").read_text())["control"] is None

@@ -199,5 +199,9 @@ def _print_summary(m: dict, stream) -> None:
         from opengenie.eval.report import control_summary
 
         lines.append(control_summary(m["control"]))
+        for e in m["control"].get("extra") or []:  # the same held keys at extra settings
+            extra = {**m["control"], "bars": e["bars"]}
+            label = f"steps={e['steps']}, temperature={e['temperature']:g}"
+            lines.append(control_summary(extra).replace("control (", f"control at {label} (", 1))
     lines.append("time " + ", ".join(f"{k} {v:.0f}s" for k, v in m["timing"].items() if v >= 0.5))
     print("\n".join(lines), file=stream)
