@@ -19,7 +19,6 @@ import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 from opengenie.atomic import atomic_write_json
 from opengenie.models import World
 from opengenie.models.world import PlaySession
+from opengenie.play.bench import _time_frames as time_frames  # the same timer as bench play
 
 
 class FullPassCommit(PlaySession):
@@ -119,7 +119,7 @@ def main() -> int:
     for r in range(args.rounds):
         for name, (session, threads, _) in levers.items():
             torch.set_num_threads(threads)
-            times[name] += _time(lambda s=session: s.step(0), args.frames)
+            times[name] += time_frames(lambda s=session: s.step(0), args.frames)
         torch.set_num_threads(1)
         medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
         print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in medians.items()))
@@ -153,15 +153,6 @@ def main() -> int:
         print(f"{name:>18}: {ms:6.1f} ms, x{gain:.2f}")
     print(f"wrote {args.out}")
     return 0
-
-
-def _time(step: Callable[[], object], frames: int) -> list[float]:
-    out = []
-    for _ in range(frames):
-        start = time.perf_counter()
-        step()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 if __name__ == "__main__":
