@@ -221,8 +221,11 @@ def control_section(
     s: ControlSettings,
     precision: Any,
     progress: bool = True,
+    extra: list[ControlSettings] | tuple[ControlSettings, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the world on every valid held-key case: (metrics["control"], pictures)."""
+    """Run the world on every valid held-key case: (metrics["control"], pictures). Each of
+    `extra` runs the same cases again at its sampling settings (the LAM's codes and the key
+    pairing do not depend on them) and adds its bars to metrics["control"]["extra"]."""
     device = world.device
     num_codes = int(world.num_actions)
     stride = int(world.config.frame_skip)  # one world step = `stride` game frames
@@ -241,25 +244,13 @@ def control_section(
     ]
     sent = np.array([movement_code(keys, MOVEMENTS[m]) for _, _, m in cases], dtype=np.int64)
     starts = np.stack([held.videos[lv, st, m, 0] for lv, st, m in cases]) if cases else None
-    rolled = (
-        world_held_rollouts(world, starts, sent, frames, s, precision, progress)
-        if cases
-        else np.zeros((0, frames + 1, *held.videos.shape[-3:]), np.uint8)
-    )
-    index = {case: i for i, case in enumerate(cases)}
-    movements: dict[str, Any] = {}
-    pictures: dict[str, Any] = {}
-    for m, name in enumerate(MOVEMENTS):
-        code = movement_code(keys, name)
-        movements[name] = {"code": code}
-        for st, kind in enumerate(held.start_kinds):
-            rows = [lv for lv in range(len(held.levels)) if held.valid[lv, st, m]]
-            game = held.videos[rows, st, m]
-            world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
-            movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
-            if rows:  # the first level's case; no world row where the key has no code
-                shown = None if world_v is None else world_v[0]
-                pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
+
+    def rollouts(settings: ControlSettings) -> np.ndarray:
+        if not cases:
+            return np.zeros((0, frames + 1, *held.videos.shape[-3:]), np.uint8)
+        return world_held_rollouts(world, starts, sent, frames, settings, precision, progress)
+
+    movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride)
     metrics = {
         "levels": [int(v) for v in held.levels],
         "frames": frames * stride,  # game frames held
@@ -279,7 +270,38 @@ def control_section(
         },
     }
     metrics["bars"] = control_bars(metrics)
+    metrics["extra"] = []
+    for e in extra:
+        other, _ = _movement_stats(held, keys, cases, rollouts(e), stride)
+        bars = control_bars({**metrics, "movements": other})
+        metrics["extra"].append({"steps": e.steps, "temperature": e.temperature, "bars": bars})
     return metrics, pictures
+
+
+def _movement_stats(
+    held: HeldKeyVideos,
+    keys: dict[str, int],
+    cases: list[tuple[int, int, int]],
+    rolled: np.ndarray,
+    stride: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per movement and start kind, the game's cases beside the world's rollouts `rolled`
+    (one per case, in `cases` order): (movements, pictures)."""
+    index = {case: i for i, case in enumerate(cases)}
+    movements: dict[str, Any] = {}
+    pictures: dict[str, Any] = {}
+    for m, name in enumerate(MOVEMENTS):
+        code = movement_code(keys, name)
+        movements[name] = {"code": code}
+        for st, kind in enumerate(held.start_kinds):
+            rows = [lv for lv in range(len(held.levels)) if held.valid[lv, st, m]]
+            game = held.videos[rows, st, m]
+            world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
+            movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
+            if rows:  # the first level's case; no world row where the key has no code
+                shown = None if world_v is None else world_v[0]
+                pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
+    return movements, pictures
 
 
 def control_bars(c: dict[str, Any]) -> dict[str, Any]:

@@ -691,19 +691,14 @@ def _control(
         log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
         return None, {}
     cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size)
-    control, pictures = control_section(world, held, cs, precision, progress)
-    # The same held keys at each extra sampling setting (e.g. play's steps): its bars only, so
+    # The same held keys at each extra sampling setting (e.g. play's steps): bars only, so
     # that speed and control can be weighed setting by setting (bench play joins them).
-    control["extra"] = []
-    for steps, temperature in s.extra:
-        if (steps, temperature) == (s.steps, s.temperature):
-            continue
-        es = ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size)
-        section, _ = control_section(world, held, es, precision, progress)
-        control["extra"].append(
-            {"steps": steps, "temperature": temperature, "bars": section["bars"]}
-        )
-    return control, pictures
+    extra = [
+        ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size)
+        for steps, temperature in s.extra
+        if (steps, temperature) != (s.steps, s.temperature)
+    ]
+    return control_section(world, held, cs, precision, progress, extra)
 
 
 def _label(k: tuple[int, float]) -> str:
