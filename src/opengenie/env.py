@@ -52,14 +52,13 @@ class WorldEnv(gym.Env):
             raise UserError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         directory = None if isinstance(world, World) else world
         self.world = world if isinstance(world, World) else World.load(directory)
+        size = self.world.config.image_size
         self.default_prompt = prompt if prompt is not None else world_prompt(directory)
         if self.default_prompt is None:  # a world without prompt.png: a mid-grey frame
-            size = self.world.config.image_size
             self.default_prompt = np.full((size, size, 3), 128, np.uint8)
         self.session = self.world.new_session()
         self.session.sampling.steps = PLAY_STEPS if steps is None else int(steps)
         self.render_mode = render_mode
-        size = self.world.config.image_size
         self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = spaces.Discrete(self.world.num_actions)
         names = (self.world.action_map or {}).get("names", {})

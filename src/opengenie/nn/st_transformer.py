@@ -40,14 +40,6 @@ def apply_rotary(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
-    """Rotate pairs of channels by angles that grow with position (RoPE).
-
-    x: (..., L, hd) with hd even; positions: (L,) float. Uses the half-split pairing.
-    """
-    return apply_rotary(x, rotary_table(positions, x.shape[-1], x.dtype, base))
-
-
 def _math_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
