@@ -22,6 +22,7 @@ import numpy as np
 
 from opengenie.data.storage import DEFAULT_SHARD_BYTES, SPLITS, DatasetWriter
 from opengenie.errors import UserError
+from opengenie.options import FPS
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".gif", ".avi", ".mov", ".m4v", ".mpg", ".mpeg")
 
@@ -172,8 +173,7 @@ def ingest_videos(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if split is not None and split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if fps <= 0:
-        raise UserError(f"--fps must be positive, got {fps}")
+    FPS.check(fps, "--fps")  # the CLI's rule (finite, > 0): NaN passed `fps <= 0` here
     if size < 1:
         raise UserError(f"--size must be >= 1, got {size}")
     if episode_frames < 1 or min_frames < 1:
