@@ -1,4 +1,4 @@
-"""`opengenie` command line: data, train, eval, generate, play, bench."""
+"""`opengenie` command line: data, train, eval, generate, play, bench, agent."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ DESCRIPTION = """Genie in PyTorch: learn a playable world from unlabelled gamepl
   opengenie train all --preset tiny --data data/coinrun --out worlds/tiny
   opengenie generate --world worlds/tiny --prompt frame.png --actions random --out clip.gif
   opengenie bench models                                         # speed of each preset
+  opengenie agent eval                                           # an agent plays CoinRun
 """
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opengenie {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from opengenie.agent.cli import add_parser as add_agent
     from opengenie.bench import add_parser as add_bench
     from opengenie.data.cli import add_parser as add_data
     from opengenie.eval.cli import add_parser as add_eval
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from opengenie.play.cli import add_parser as add_play
     from opengenie.train.cli import add_parser as add_train
 
-    for add in (add_data, add_train, add_eval, add_generate, add_play, add_bench):
+    for add in (add_data, add_train, add_eval, add_generate, add_play, add_bench, add_agent):
         add(commands)
     return parser
 

@@ -71,6 +71,7 @@ def cmd_coinrun(args: argparse.Namespace) -> int:
             shard_bytes=_shard_bytes(args),
             policy=args.policy,
             hold=args.hold,
+            mode=args.mode,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
@@ -132,6 +133,7 @@ def cmd_atari(args: argparse.Namespace) -> int:
             shard_bytes=_shard_bytes(args),
             policy=args.policy,
             hold=args.hold,
+            mode=args.mode,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
@@ -202,12 +204,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "coinrun",
         help="generate Procgen episodes (CoinRun or any Procgen game), Genie App. F style",
-        description="Hard mode, uniformly random policy with a fresh action every step (no "
-        "action repeats), one episode per level, each run until the game ends it (Procgen caps "
-        "episodes at 1000 steps). Levels are taken in order from a half-open range; default "
-        "ranges per split: train 0:100000, val 100000:200000, test 200000:300000 (without "
-        "--levels a run continues after the split's last stored level). Stores the true "
-        "actions (Procgen ids 0-14) and each episode's level seed. 64x64 frames, 15 fps.",
+        description="By default the paper's setting: hard mode, a uniformly random policy with a "
+        "fresh action every step (no action repeats), one episode per level, each run until "
+        "the game ends it (Procgen caps episodes at 1000 steps). Levels are taken in order "
+        "from a half-open range; default ranges per split: train 0:100000, val "
+        "100000:200000, test 200000:300000 (without --levels a run continues after the "
+        "split's last stored level). Stores the true actions (Procgen ids 0-14) and each "
+        "episode's level seed. 64x64 frames, 15 fps.",
         formatter_class=fmt,
     )
     p.add_argument("--out", required=True, help="dataset directory (created or appended to)")
@@ -223,11 +226,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="random",
-        choices=["random", "held"],
+        choices=["random", "held", "expert"],
         help="random: a fresh uniform action every frame (the paper's); held: each movement "
-        "kept for 1..2*HOLD-1 frames, running right half the time (the agent travels)",
+        "kept for 1..2*HOLD-1 frames, running right half the time (the agent travels); expert "
+        "(CoinRun): a planner with the game's save states that reaches the coin on most levels, "
+        "one movement per 4 frames (the expert videos of `opengenie agent`)",
     )
     p.add_argument("--hold", type=int, default=8, help="held policy: mean frames per movement")
+    p.add_argument(
+        "--mode",
+        default="hard",
+        choices=["easy", "hard"],
+        help="Procgen distribution mode (the paper's data: hard; its agents report both)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_coinrun)
 

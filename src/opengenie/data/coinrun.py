@@ -9,6 +9,10 @@ CoinRun's horizontal speed has momentum, so a key pressed for one frame barely s
 and a random agent jitters at the level start. The held policy keeps each movement for a random
 number of frames (1 .. 2*hold-1, mean ``hold``) and favours running right, so that the data
 shows the player running both ways, standing and jumping, and travelling through the level.
+
+``policy="expert"`` (CoinRun only) records `opengenie.agent.expert.SearchExpert`, a planner that
+reaches the coin on most levels: the expert videos of issue 15's agents. ``mode="easy"`` uses
+Procgen's easy levels (the paper's agent experiment reports both).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ COINRUN_GROUP_NAMES = ("left", "left+jump", "none", "jump", "right", "right+jump
 _COINRUN_GROUP_OF_ACTION = np.array(
     [0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2], dtype=np.int64
 )  # index: Procgen action id 0..14
-POLICIES = ("random", "held")
+POLICIES = ("random", "held", "expert")
+MODES = ("easy", "hard")
 DEFAULT_HOLD = 8  # mean frames the held policy keeps a movement
 # One Procgen id per CoinRun movement (LEFT, LEFT+UP, NOOP, UP, RIGHT, RIGHT+UP).
 MOVEMENT_ACTION = dict(zip(COINRUN_GROUP_NAMES, (1, 2, 4, 5, 7, 8), strict=True))
@@ -62,8 +67,8 @@ def coinrun_action_group(action_ids: Any) -> np.ndarray:
     return np.where(a < 0, -1, out)
 
 
-def procgen_source(game: str) -> str:
-    return f"procgen:{game}:hard"
+def procgen_source(game: str, mode: str = "hard") -> str:
+    return f"procgen:{game}:{mode}"
 
 
 def check_game(game: str) -> str:
@@ -100,23 +105,25 @@ class HeldPolicy:
 
 def run_procgen_episode(task: tuple) -> dict[str, Any]:
     """One episode of ``game`` on level ``level`` with a policy seeded by (seed, level):
-    task = (game, level, seed, max_steps[, policy, hold]); the policy defaults to "random".
+    task = (game, level, seed, max_steps[, policy, hold[, mode]]); the policy defaults to
+    "random", the mode to "hard".
 
     Returns frames uint8 (T, 64, 64, 3) and actions int16 (T,), ``actions[t]`` taken after frame t
     (the last one ends the episode, so its next frame is never observed)."""
     game, level, seed, max_steps = task[:4]
     policy, hold = task[4:6] if len(task) >= 6 else ("random", DEFAULT_HOLD)
+    mode = task[6] if len(task) >= 7 else "hard"
     env = _procgen_env_class()(
         num=1,
         env_name=game,
-        distribution_mode="hard",
+        distribution_mode=mode,
         start_level=level,
         num_levels=1,  # exactly this level
         rand_seed=level,
         num_threads=0,  # step in this thread: the parallelism is across processes
     )
     rng = np.random.default_rng([seed, level])
-    held = HeldPolicy(rng, game, hold) if policy == "held" else None
+    next_action = _policy(policy, env, rng, game, hold)
     cap = max_steps if max_steps is not None else 1_000_000  # Procgen ends episodes itself
     frames: list[np.ndarray] = []
     actions: list[int] = []
@@ -126,7 +133,7 @@ def run_procgen_episode(task: tuple) -> dict[str, Any]:
         raise RuntimeError(f"Procgen started level {got_level}, asked for {level}")
     while len(frames) < cap:
         frames.append(ob["rgb"][0].copy())  # (64, 64, 3)
-        a = held() if held is not None else int(rng.integers(NUM_ACTIONS))
+        a = next_action()
         actions.append(a)
         env.act(np.array([a], dtype=np.int32))
         _, ob, first = env.observe()
@@ -137,9 +144,28 @@ def run_procgen_episode(task: tuple) -> dict[str, Any]:
     return {
         "frames": np.stack(frames),  # (T, 64, 64, 3)
         "actions": np.asarray(actions, dtype=np.int16),  # (T,)
-        "source": procgen_source(game),
+        "source": procgen_source(game, mode),
         "level_seed": level,
     }
+
+
+def _policy(policy: str, env: Any, rng: np.random.Generator, game: str, hold: int):
+    """The per-frame action function of ``policy`` (called before each frame's step)."""
+    if policy == "held":
+        return HeldPolicy(rng, game, hold)
+    if policy == "expert":
+        from opengenie.agent.expert import PERIOD, SearchExpert
+
+        expert, state = SearchExpert(env, rng), {"left": 0, "action": 4}
+
+        def next_expert_action() -> int:  # re-plans every PERIOD frames, holds in between
+            if state["left"] == 0:
+                state["action"], state["left"] = expert.choose(), PERIOD
+            state["left"] -= 1
+            return state["action"]
+
+        return next_expert_action
+    return lambda: int(rng.integers(NUM_ACTIONS))
 
 
 def generate_procgen(
@@ -154,6 +180,7 @@ def generate_procgen(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     policy: str = "random",
     hold: int = DEFAULT_HOLD,
+    mode: str = "hard",
 ) -> dict[str, Any]:
     """Generate one episode per level into the dataset at ``out`` (created or appended to).
 
@@ -161,6 +188,10 @@ def generate_procgen(
     game = check_game(game)
     if policy not in POLICIES:
         raise UserError(f"unknown --policy {policy!r}; use one of: {', '.join(POLICIES)}")
+    if policy == "expert" and game != "coinrun":
+        raise UserError(f"--policy expert plays CoinRun only, not {game}")
+    if mode not in MODES:
+        raise UserError(f"unknown --mode {mode!r}; use one of: {', '.join(MODES)}")
     if hold < 1:
         raise UserError(f"--hold must be >= 1, got {hold}")
     if max_steps is not None and max_steps < 1:
@@ -173,10 +204,10 @@ def generate_procgen(
         ) from None
     workers = default_workers() if workers is None or workers <= 0 else workers
     with DatasetWriter(out, fps=PROCGEN_FPS, size=PROCGEN_SIZE, shard_bytes=shard_bytes) as w:
-        source = procgen_source(game)
+        source = procgen_source(game, mode)
         lv = resolve_levels(w.existing, source, split, episodes, levels)
         w.set_source_info(source, {"action_names": list(ACTION_NAMES), "num_actions": NUM_ACTIONS})
-        tasks = [(game, level, seed, max_steps, policy, hold) for level in lv]
+        tasks = [(game, level, seed, max_steps, policy, hold, mode) for level in lv]
         generate_episodes(w, run_procgen_episode, tasks, split, workers, f"{game} {split}")
         n, f = w.episodes_added, w.frames_added
     return {"split": split, "levels": (lv.start, lv.stop), "episodes": n, "frames": f}

@@ -1,0 +1,196 @@
+"""Agents from latent actions (issue 15): the expert, the mapping, training and evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("procgen", reason="the coinrun extra (procgen-mirror) is not installed")
+
+from opengenie.agent.agent import Agent  # noqa: E402
+from opengenie.agent.evaluate import play_expert, play_levels, wilson_interval  # noqa: E402
+from opengenie.agent.expert import SearchExpert  # noqa: E402
+from opengenie.agent.game import coinrun_env, hold  # noqa: E402
+from opengenie.agent.mapping import LatentToReal  # noqa: E402
+from opengenie.agent.policy import FramePolicy, context_indices  # noqa: E402
+from opengenie.cli import main  # noqa: E402
+from opengenie.data.coinrun import MOVEMENT_ACTION  # noqa: E402
+from opengenie.errors import UserError  # noqa: E402
+
+RIGHT_UP = MOVEMENT_ACTION["right+jump"]
+# Easy test level on which always RIGHT+UP dies and the planner reaches the coin (found by
+# playing levels 200000-200029 with both).
+HARD_FOR_RIGHT_UP = 200002
+
+
+def _always(action):
+    return lambda frames: np.full(len(frames), action)
+
+
+def test_expert_solves_a_level_that_right_up_fails():
+    right_up, _ = play_levels(_always(RIGHT_UP), [HARD_FOR_RIGHT_UP], "easy", 1, 1)
+    assert not right_up[0]
+    assert play_expert([HARD_FOR_RIGHT_UP], "easy", seed=0)[0]
+
+
+def test_expert_is_deterministic_given_its_seed():
+    def actions(seed):
+        env = coinrun_env(HARD_FOR_RIGHT_UP, "easy")
+        expert = SearchExpert(env, np.random.default_rng(seed))
+        out = []
+        for _ in range(6):
+            out.append(expert.choose())
+            hold(env, out[-1], 4)
+        return out
+
+    assert actions(3) == actions(3)
+
+
+def test_play_levels_matches_playing_each_level_alone():
+    levels = [200000, 200001, HARD_FOR_RIGHT_UP]
+    batch, _ = play_levels(_always(RIGHT_UP), levels, "easy", 1, 1)
+    alone = []
+    for level in levels:
+        env = coinrun_env(level, "easy")
+        while True:
+            _, ended, won = hold(env, RIGHT_UP, 1)
+            if ended:
+                alone.append(won)
+                break
+    assert batch.tolist() == alone
+
+
+def test_play_levels_records_the_first_episode():
+    _, movie = play_levels(_always(RIGHT_UP), [200000], "easy", 4, 2, record=True)
+    assert len(movie) > 10 and movie[0].shape == (64, 64, 3)
+    assert not np.array_equal(movie[0], movie[-1])  # the player ran through the level
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] > 0.6
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_dictionary_draws_the_actions_seen_with_each_code():
+    codes = np.array([0, 0, 0, 1, 1])
+    actions = np.array([7, 7, 8, 1, 1])
+    m = LatentToReal.fit(codes, actions, num_codes=3)
+    rng = np.random.default_rng(0)
+    drawn = m.sample(np.zeros(3000, dtype=np.int64), rng)
+    assert set(drawn.tolist()) == {7, 8}
+    assert np.mean(drawn == 7) == pytest.approx(2 / 3, abs=0.03)
+    assert set(m.sample(np.ones(100, dtype=np.int64), rng).tolist()) == {1}
+    unseen = m.sample(np.full(3000, 2), rng)  # a code with no label: any labelled action
+    assert set(unseen.tolist()) == {1, 7, 8}
+
+
+def test_decoder_mapping_follows_the_labels():
+    codes = np.array([0] * 20 + [1] * 20)
+    actions = np.array([7] * 20 + [1] * 20)
+    vectors = torch.eye(3)
+    m = LatentToReal.fit(codes, actions, 3, kind="decoder", code_vectors=vectors)
+    assert m.kind == "decoder"
+    assert m.probs[0].argmax() == 7 and m.probs[1].argmax() == 1
+    assert np.allclose(m.probs.sum(1), 1.0)
+    again = LatentToReal.from_json(json.loads(json.dumps(m.to_json())))
+    assert np.allclose(again.probs, m.probs, atol=1e-5) and again.kind == "decoder"
+
+
+def test_policy_shapes_and_context():
+    policy = FramePolicy(classes=8, context=4)
+    frames = torch.randint(0, 255, (3, 4, 64, 64, 3), dtype=torch.uint8)
+    assert policy(frames).shape == (3, 8)
+    assert context_indices(0, 4) == [0, 0, 0, 0]
+    assert context_indices(5, 4) == [2, 3, 4, 5]
+
+
+@pytest.fixture(scope="module")
+def expert_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("expert") / "data"
+    args = ["data", "coinrun", "--out", str(out), "--policy", "expert", "--mode", "easy"]
+    assert main([*args, "--levels", "20000:20006", "--workers", "1"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(expert_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("agent") / "a"
+    args = ["agent", "train", "--data", str(expert_data), "--out", str(out)]
+    assert main([*args, "--labels", "5", "--steps", "30"]) == 0
+    return out
+
+
+def test_expert_data_keeps_the_actions_and_the_mode(expert_data):
+    from opengenie.data.storage import open_dataset
+
+    data = open_dataset(expert_data)
+    assert data.sources == ["procgen:coinrun:easy"]
+    acts = data.actions(0)
+    held = acts[: (len(acts) // 4) * 4].reshape(-1, 4)
+    assert (held == held[:, :1]).all()  # one movement per 4-frame period
+
+
+def test_agent_train_writes_a_loadable_agent(trained):
+    agent = Agent.load(trained)
+    info = agent.info
+    assert info["labels"] == 5 and info["expert_episodes"] == 6 and info["train_steps"] == 30
+    assert agent.frame_skip == 4 and agent.oracle is not None
+    # 5 labelled transitions: at most 5 distinct real actions anywhere in the mapping
+    assert 1 <= int((agent.mapping.probs.sum(0) > 0).sum()) <= 5
+    frames = torch.zeros(2, agent.policy.context, 64, 64, 3, dtype=torch.uint8)
+    gen, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    assert agent.act(frames, gen, rng).shape == (2,)
+
+
+def test_agent_train_options_take_effect(expert_data, tmp_path):
+    out = tmp_path / "b"
+    args = ["agent", "train", "--data", str(expert_data), "--out", str(out), "--steps", "5"]
+    assert main([*args, "--labels", "all", "--mapping", "decoder", "--no-oracle"]) == 0
+    agent = Agent.load(out)
+    assert agent.oracle is None and agent.mapping.kind == "decoder"
+    assert agent.info["labels"] == "all" and agent.info["train_steps"] == 5
+
+
+def test_agent_eval_reports_players_json_and_gif(trained, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["agent", "eval", "--agent", str(trained), "--episodes", "2", "--out", str(out)]
+    assert main([*args, "--players", "agent,right+up", "--seeds", "2", "--mode", "hard"]) == 0
+    report = json.loads((out / "agent_eval.json").read_text())
+    assert report["mode"] == "hard" and report["levels"] == [200000, 200002]
+    assert set(report["players"]) == {"agent", "right+up"}
+    assert report["players"]["agent"]["episodes"] == 4  # 2 levels x 2 seeds
+    assert report["players"]["right+up"]["episodes"] == 2  # deterministic: once
+    assert (out / "episode.gif").stat().st_size > 0
+    assert "right+up" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--players", "agent,nobody"], "unknown player nobody"),
+        (["--levels", "5:3"], "--levels"),
+        (["--episodes", "0"], "--episodes"),
+    ],
+)
+def test_agent_eval_bad_options_are_one_line(trained, tmp_path, capsys, extra, message):
+    args = ["agent", "eval", "--agent", str(trained), "--out", str(tmp_path / "e"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_agent_load_refuses_a_world_and_a_damaged_config(tmp_path):
+    from opengenie.models.world import SHIPPED_WORLD
+
+    with pytest.raises(UserError, match="not an agent"):
+        Agent.load(SHIPPED_WORLD)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"format": "opengenie-agent", "policy": {}}')
+    with pytest.raises(UserError, match="not an agent config"):
+        Agent.load(bad)
