@@ -194,3 +194,26 @@ def test_agent_load_refuses_a_world_and_a_damaged_config(tmp_path):
     (bad / "config.json").write_text('{"format": "opengenie-agent", "policy": {}}')
     with pytest.raises(UserError, match="not an agent config"):
         Agent.load(bad)
+
+
+def test_agent_curve_writes_each_label_count(expert_data, tmp_path, capsys):
+    out = tmp_path / "curve"
+    args = ["agent", "curve", "--data", str(expert_data), "--out", str(out), "--steps", "3"]
+    assert main([*args, "--labels", "5,all", "--seeds", "2", "--episodes", "2"]) == 0
+    curve = json.loads((out / "label_curve.json").read_text())
+    assert list(curve["agent"]) == ["5", "all"] and curve["seeds"] == 2
+    assert len(curve["agent"]["5"]["per_seed"]) == 2 and len(curve["oracle"]["per_seed"]) == 2
+    assert curve["levels"] == [200000, 200002] and curve["mode"] == "easy"
+    assert set(curve) >= {"right+up", "random"}
+    svg = (out / "label_curve.svg").read_text()
+    assert svg.startswith("<svg") and ">all<" in svg and ">5<" in svg
+    assert "labels" in capsys.readouterr().out
+
+
+def test_svg_plot_names_the_ticks_it_is_given():
+    from opengenie.eval.report import svg_plot
+
+    svg = svg_plot([("a", [0.0, 1.0], [10.0, 20.0])], "x", "y", xticks={0.0: "zero", 1.0: "one"})
+    assert ">zero<" in svg and ">one<" in svg
+    default = svg_plot([("a", [0.0, 1.0], [10.0, 20.0])], "x", "y")
+    assert ">zero<" not in default and ">1<" in default

@@ -7,6 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
 from opengenie.errors import UserError
 from opengenie.options import SEED, at_least
 
@@ -29,15 +31,32 @@ the agent's first episode into --out.
 """
 
 
+CURVE_HELP = """The label curve: the latent-action agent's share of levels solved against the
+number of labelled transitions N that map its latent actions to real ones, for several seeds
+(one cloned policy each; only the mapping changes with N), beside the oracle, RIGHT+UP and
+random on the same levels. Writes label_curve.json and label_curve.svg into --out.
+
+  opengenie agent curve --data data/expert --seeds 3 --out docs/agents
+"""
+
+
 def _labels(text: str) -> int | None:
     if text == "all":
         return None
     return at_least(1).parse(text, "--labels")
 
 
+def _label_list(text: str) -> list[int | None]:
+    counts = [_labels(v.strip()) for v in text.split(",") if v.strip()]
+    if not counts:
+        raise UserError("--labels needs at least one count, e.g. 25,50,100,200,500,all")
+    return counts
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from opengenie.agent.train import train_agent
 
+    torch.set_flush_denormal(True)  # as in training: denormals made CPU steps several x slower
     if Path(args.out).exists() and not (Path(args.out) / "config.json").exists():
         raise UserError(f"{args.out} exists and is not an agent: choose another --out")
     t0 = time.time()
@@ -56,11 +75,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _levels(args: argparse.Namespace) -> list[int]:
+    from opengenie.data.sources import parse_range
+
+    a, b = parse_range(args.levels)
+    return list(range(a, b))[: args.episodes]
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from opengenie.agent.curve import curve_svg, label_curve
+    from opengenie.atomic import atomic_write_json, atomic_write_text
+
+    torch.set_flush_denormal(True)
+    counts = tuple(args.labels)
+    curve = label_curve(
+        args.world, args.data, _levels(args), args.mode, args.seeds, counts, args.steps
+    )
+    out = Path(args.out)
+    atomic_write_json(out / "label_curve.json", curve)
+    atomic_write_text(out / "label_curve.svg", curve_svg(curve))
+    print(
+        f"CoinRun {curve['mode']}, levels {curve['levels'][0]}:{curve['levels'][1]}, "
+        f"{curve['seeds']} seed(s): share solved by the latent-action agent"
+    )
+    for n, r in curve["agent"].items():
+        print(f"  {n:>5s} labels  {r['success']:.2f}  ({r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})")
+    for k in ("oracle", "right+up", "random"):
+        print(f"  {k:>12s}  {curve[k]['success']:.2f}")
+    print(f"wrote {out / 'label_curve.json'} and {out / 'label_curve.svg'}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from opengenie.agent.agent import Agent
     from opengenie.agent.evaluate import PLAYERS, evaluate_agent
     from opengenie.atomic import atomic_write_json
-    from opengenie.data.sources import parse_range
     from opengenie.videowrite import write_video
 
     players = tuple(p.strip() for p in args.players.split(",") if p.strip())
@@ -69,9 +118,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown player {unknown[0] if unknown else '(none)'}; use: {', '.join(PLAYERS)}"
         )
-    a, b = parse_range(args.levels)
-    levels = list(range(a, b))[: args.episodes]
+    levels = _levels(args)
     agent = Agent.load(args.agent)
+    torch.set_flush_denormal(True)
     t0 = time.time()
     results, movie = evaluate_agent(agent, levels, args.mode, players, args.seeds)
     seconds = time.time() - t0
@@ -108,7 +157,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     agent = commands.add_parser(
         "agent", help="agents from latent actions: train on expert video, eval in CoinRun"
     )
-    sub = agent.add_subparsers(dest="agent_command", metavar="{train,eval}")
+    sub = agent.add_subparsers(dest="agent_command", metavar="{train,eval,curve}")
     sub.required = True
 
     p = sub.add_parser(
@@ -178,3 +227,46 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/agent_eval", help="directory for the JSON and GIF")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "curve",
+        help="success against the number of labels, several seeds",
+        description=CURVE_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
+    p.add_argument(
+        "--data", required=True, help="expert dataset (opengenie data coinrun --policy expert)"
+    )
+    p.add_argument(
+        "--labels",
+        type=_label_list,
+        default="25,50,100,200,500,all",
+        help="label counts, comma-separated, 'all' for every transition",
+    )
+    p.add_argument(
+        "--seeds",
+        type=at_least(1).arg("--seeds"),
+        default=3,
+        help="seeds: one cloned policy and label draw each (3)",
+    )
+    p.add_argument(
+        "--levels",
+        default="200000:200200",
+        metavar="A:B",
+        help="half-open level range, held out from training (default 200000:200200)",
+    )
+    p.add_argument(
+        "--episodes",
+        type=at_least(1).arg("--episodes"),
+        help="play only the first N levels of the range",
+    )
+    p.add_argument("--mode", choices=("easy", "hard"), default="easy", help="Procgen mode (easy)")
+    p.add_argument(
+        "--steps",
+        type=at_least(1).arg("--steps"),
+        default=2000,
+        help="behaviour-cloning steps per seed (2000)",
+    )
+    p.add_argument("--out", default="runs/label_curve", help="directory for the JSON and SVG")
+    p.set_defaults(func=cmd_curve)

@@ -88,8 +88,10 @@ def svg_plot(
     hlines: list[tuple[str, float]] | None = None,
     width: int = 640,
     height: int = 320,
+    xticks: dict[float, str] | None = None,
 ) -> str:
-    """A line plot as inline SVG: series of (label, xs, ys); hlines as dashed references."""
+    """A line plot as inline SVG: series of (label, xs, ys); hlines as dashed references;
+    `xticks` names the x positions to label (default: every x value, as a number)."""
     hlines = [(lab, y) for lab, y in (hlines or []) if y is not None and math.isfinite(y)]
     pts = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
     if not pts:
@@ -120,8 +122,11 @@ def svg_plot(
             f'stroke="#eee"/><text x="{left - 6}" y="{sy(yv) + 4:.1f}" '
             f'text-anchor="end">{yv}</text>'
         )
-    for xv in sorted(set(xs_all)):
-        out.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
+    for xv, name in sorted((xticks or {x: f"{x:g}" for x in xs_all}).items()):
+        out.append(
+            f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">'
+            f"{html.escape(name)}</text>"
+        )
     out.append(
         f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">'
         f"{html.escape(xlabel)}</text>"
