@@ -199,7 +199,10 @@ def test_agent_load_refuses_a_world_and_a_damaged_config(tmp_path):
 def test_agent_curve_writes_each_label_count(expert_data, tmp_path, capsys):
     out = tmp_path / "curve"
     args = ["agent", "curve", "--data", str(expert_data), "--out", str(out), "--steps", "3"]
-    assert main([*args, "--labels", "5,all", "--seeds", "2", "--episodes", "2"]) == 0
+    assert (
+        main([*args, "--labels", "5,all", "--seeds", "2", "--episodes", "2", "--save-agents", "5"])
+        == 0
+    )
     curve = json.loads((out / "label_curve.json").read_text())
     assert list(curve["agent"]) == ["5", "all"] and curve["seeds"] == 2
     assert len(curve["agent"]["5"]["per_seed"]) == 2 and len(curve["oracle"]["per_seed"]) == 2
@@ -208,6 +211,10 @@ def test_agent_curve_writes_each_label_count(expert_data, tmp_path, capsys):
     svg = (out / "label_curve.svg").read_text()
     assert svg.startswith("<svg") and ">all<" in svg and ">5<" in svg
     assert "labels" in capsys.readouterr().out
+    for seed in (0, 1):
+        saved = Agent.load(out / f"agent-seed{seed}")
+        assert saved.info["labels"] == "5" and saved.info["seed"] == seed
+    assert main([*args, "--labels", "5", "--save-agents", "7"]) == 2  # not a curve count
 
 
 def test_svg_plot_names_the_ticks_it_is_given():
@@ -217,3 +224,11 @@ def test_svg_plot_names_the_ticks_it_is_given():
     assert ">zero<" in svg and ">one<" in svg
     default = svg_plot([("a", [0.0, 1.0], [10.0, 20.0])], "x", "y")
     assert ">zero<" not in default and ">1<" in default
+
+
+def test_code_purity():
+    from opengenie.agent.train import code_purity
+
+    assert code_purity([np.array([0, 0, 1])], [np.array([7, 7, 1])]) == 1.0
+    # one code for everything: purity is the majority action's share
+    assert code_purity([np.array([0, 0, 0, 0])], [np.array([7, 7, 7, 1])]) == 0.75

@@ -88,10 +88,16 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
     torch.set_flush_denormal(True)
     counts = tuple(args.labels)
-    curve = label_curve(
-        args.world, args.data, _levels(args), args.mode, args.seeds, counts, args.steps
-    )
     out = Path(args.out)
+    save = None
+    if args.save_agents is not None:  # a count, or "all"
+        keep = _labels(args.save_agents)
+        if keep not in counts:
+            raise UserError(f"--save-agents {args.save_agents} is not one of --labels")
+        save = (keep, str(out))
+    curve = label_curve(
+        args.world, args.data, _levels(args), args.mode, args.seeds, counts, args.steps, save
+    )
     atomic_write_json(out / "label_curve.json", curve)
     atomic_write_text(out / "label_curve.svg", curve_svg(curve))
     print(
@@ -269,4 +275,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="behaviour-cloning steps per seed (2000)",
     )
     p.add_argument("--out", default="runs/label_curve", help="directory for the JSON and SVG")
+    p.add_argument(
+        "--save-agents",
+        metavar="N",
+        help="also save each seed's agent with the N-label mapping as OUT/agent-seedS",
+    )
     p.set_defaults(func=cmd_curve)

@@ -27,8 +27,11 @@ def label_curve(
     seeds: int = 3,
     counts: tuple[int | None, ...] = LABEL_COUNTS,
     train_steps: int = 2000,
+    save: tuple[int | None, str] | None = None,
 ) -> dict:
-    """Success per (seed, label count), the oracle's per seed, and RIGHT+UP / random."""
+    """Success per (seed, label count), the oracle's per seed, and RIGHT+UP / random.
+    `save` = (count, directory): each seed's agent with that count's mapping is saved as
+    directory/agent-seed<S>."""
     rows: dict[str, list[float]] = {_name(n): [] for n in counts}
     oracle: list[float] = []
     fixed: dict[str, float] = {}
@@ -39,6 +42,9 @@ def label_curve(
             for n in tqdm(counts, desc=f"seed {seed}: label counts", unit="count"):
                 agent.mapping = fit_mapping(steps, codes, n, seed, agent.policy.classes)
                 rows[_name(n)].append(_success(players["agent"], levels, mode))
+                if save is not None and save[0] == n:
+                    agent.info["labels"] = _name(n)
+                    agent.save(f"{save[1]}/agent-seed{seed}")
             oracle.append(_success(players["oracle"], levels, mode))
             if seed == 0:
                 for name in ("right+up", "random"):

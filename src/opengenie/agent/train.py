@@ -93,6 +93,7 @@ def clone(
 ) -> tuple[FramePolicy, dict]:
     """Behaviour-clone a FramePolicy on per-transition class targets; 10% of episodes held
     out for the accuracy reported. Returns (policy, {loss, train/held-out accuracy})."""
+    torch.set_flush_denormal(True)  # denormal weights slowed steps from 0.15 s to 1.4 s here
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     episodes = rng.permutation(len(targets))
@@ -138,6 +139,16 @@ def accuracy(policy: FramePolicy, steps, targets, index: list[tuple[int, int]]) 
     return hits / len(index)
 
 
+def code_purity(codes: list[np.ndarray], actions: list[np.ndarray]) -> float:
+    """Share of transitions whose real action is the most common one of their latent code:
+    1.0 when every latent action names one real action, the majority action's share when the
+    codes carry nothing about the controls."""
+    z, a = np.concatenate(codes), np.concatenate(actions)
+    counts = np.zeros((int(z.max()) + 1, NUM_ACTIONS))
+    np.add.at(counts, (z, a), 1)
+    return float(counts.max(1).sum() / counts.sum())
+
+
 def fit_mapping(
     steps: ExpertSteps,
     codes: list[np.ndarray],
@@ -180,11 +191,12 @@ def train_agent(
     policy, latent_fit = clone(steps, codes, num_codes, train_steps, seed, desc="clone latent")
     vectors = world.lam.action_vectors(torch.arange(num_codes)) if mapping == "decoder" else None
     table = fit_mapping(steps, codes, labels, seed, num_codes, mapping, vectors)
-    oracle_net, oracle_fit = None, None
-    if oracle:
+    oracle_net, oracle_fit, purity = None, None, None
+    if oracle:  # reads every real action: the oracle's data, and a diagnostic of the LAM
         oracle_net, oracle_fit = clone(
             steps, steps.actions, NUM_ACTIONS, train_steps, seed, desc="clone oracle"
         )
+        purity = code_purity(codes, steps.actions)
     info = {
         "world": str(world_dir) if world_dir else "shipped coinrun_world",
         "expert_data": str(data),
@@ -195,5 +207,6 @@ def train_agent(
         "latent_policy": latent_fit,
         "oracle": oracle_fit,
         "codes_used": int(np.unique(np.concatenate(codes)).size),
+        "code_purity": purity,
     }
     return Agent(policy, table, world.config.frame_skip, oracle_net, info), steps, codes
