@@ -213,7 +213,7 @@ def test_agent_curve_writes_each_label_count(expert_data, tmp_path, capsys):
     assert "labels" in capsys.readouterr().out
     for seed in (0, 1):
         saved = Agent.load(out / f"agent-seed{seed}")
-        assert saved.info["labels"] == "5" and saved.info["seed"] == seed
+        assert saved.info["labels"] == 5 and saved.info["seed"] == seed
     assert main([*args, "--labels", "5", "--save-agents", "7"]) == 2  # not a curve count
 
 
@@ -232,3 +232,33 @@ def test_code_purity():
     assert code_purity([np.array([0, 0, 1])], [np.array([7, 7, 1])]) == 1.0
     # one code for everything: purity is the majority action's share
     assert code_purity([np.array([0, 0, 0, 0])], [np.array([7, 7, 7, 1])]) == 0.75
+
+
+def test_expert_policy_is_coinrun_only(tmp_path, capsys):
+    args = ["data", "coinrun", "--out", str(tmp_path / "d"), "--episodes", "1"]
+    assert main([*args, "--game", "ninja", "--policy", "expert"]) == 2
+    err = capsys.readouterr().err
+    assert "CoinRun only" in err and "Traceback" not in err
+
+
+def test_data_mode_takes_effect(tmp_path):
+    from opengenie.data.storage import open_dataset
+
+    out = tmp_path / "d"
+    args = ["data", "coinrun", "--out", str(out), "--levels", "7:8", "--max-steps", "5"]
+    assert main([*args, "--mode", "hard", "--workers", "1"]) == 0
+    assert main([*args, "--mode", "easy", "--workers", "1"]) == 0  # same level, other source
+    data = open_dataset(out)
+    assert sorted(data.sources) == ["procgen:coinrun:easy", "procgen:coinrun:hard"]
+    assert not np.array_equal(data.frames(0)[0], data.frames(1)[0])  # easy looks different
+
+
+def test_shipped_agent_plays_coinrun(tmp_path):
+    out = tmp_path / "eval"
+    args = ["agent", "eval", "--episodes", "20", "--players", "agent,random", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "agent_eval.json").read_text())
+    assert report["agent"] == "shipped coinrun_agent" and report["agent_info"]["labels"] == 200
+    # Easy levels 200000-200019, seed 0: the agent runs for the coin; random mostly does not.
+    players = report["players"]
+    assert players["agent"]["success"] >= players["random"]["success"] + 0.2

@@ -43,7 +43,7 @@ def label_curve(
                 agent.mapping = fit_mapping(steps, codes, n, seed, agent.policy.classes)
                 rows[_name(n)].append(_success(players["agent"], levels, mode))
                 if save is not None and save[0] == n:
-                    agent.info["labels"] = _name(n)
+                    agent.info["labels"] = n if n is not None else "all"
                     agent.save(f"{save[1]}/agent-seed{seed}")
             oracle.append(_success(players["oracle"], levels, mode))
             if seed == 0:

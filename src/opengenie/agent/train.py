@@ -46,7 +46,7 @@ def load_expert(path: str, frame_skip: int, split: str = "train") -> ExpertSteps
     for ep in data.episodes(split):
         if ep.source not in coinrun or not ep.has_actions or ep.length <= frame_skip:
             continue
-        frames.append(np.ascontiguousarray(data.frames(ep.id)[::frame_skip]))
+        frames.append(np.array(data.frames(ep.id)[::frame_skip]))  # a copy: writable, in memory
         actions.append(data.actions(ep.id)[::frame_skip][: len(frames[-1]) - 1])
         levels.append(ep.level_seed)
     if not frames:
