@@ -167,6 +167,10 @@ def test_agent_eval_reports_players_json_and_gif(trained, tmp_path, capsys):
     assert report["players"]["right+up"]["episodes"] == 2  # deterministic: once
     assert (out / "episode.gif").stat().st_size > 0
     assert "right+up" in capsys.readouterr().out
+    # levels the expert was recorded on are played, with a warning
+    args = ["agent", "eval", "--agent", str(trained), "--levels", "20000:20001"]
+    assert main([*args, "--players", "right+up", "--out", str(out)]) == 0
+    assert "overlap the expert's training levels 20000:20006" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ class Agent:
         return torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors atomically to `directory`."""
+        """Write config.json + model.safetensors atomically to `directory` (it replaces the
+        whole directory, as World.save does: keep a model card elsewhere until it is saved)."""
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -4,6 +4,7 @@ actions (`train`), and play the real game with it beside the baselines (`eval`).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -126,6 +127,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     levels = _levels(args)
     agent = Agent.load(args.agent)
+    seen = agent.info.get("expert_levels")
+    if seen and levels[0] < seen[1] and seen[0] < levels[-1] + 1:
+        print(
+            f"warning: levels {levels[0]}:{levels[-1] + 1} overlap the expert's training levels "
+            f"{seen[0]}:{seen[1]}; held-out levels give the honest figure",
+            file=sys.stderr,
+        )
     torch.set_flush_denormal(True)
     t0 = time.time()
     results, movie = evaluate_agent(agent, levels, args.mode, players, args.seeds)

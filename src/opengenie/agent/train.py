@@ -203,6 +203,7 @@ def train_agent(
         "world": str(world_dir) if world_dir else "shipped coinrun_world",
         "expert_data": str(data),
         "expert_episodes": len(steps.frames),
+        "expert_levels": [int(min(steps.levels)), int(max(steps.levels)) + 1],  # first, end
         "labels": labels if labels is not None else "all",
         "seed": seed,
         "train_steps": train_steps,
