@@ -1,5 +1,6 @@
 """`opengenie agent ...`: learn to play CoinRun from expert video through a World's latent
-actions (`train`), and play the real game with it beside the baselines (`eval`)."""
+actions (`train`), play the real game with it beside the baselines (`eval`), and measure
+success against the number of labels (`curve`). Heavy imports happen inside the commands."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from opengenie.errors import UserError
 from opengenie.options import SEED, at_least
@@ -55,6 +54,8 @@ def _label_list(text: str) -> list[int | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from opengenie.agent.train import train_agent
 
     torch.set_flush_denormal(True)  # as in training: denormals made CPU steps several x slower
@@ -84,6 +85,8 @@ def _levels(args: argparse.Namespace) -> list[int]:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
+    import torch
+
     from opengenie.agent.curve import curve_svg, label_curve
     from opengenie.atomic import atomic_write_json, atomic_write_text
 
@@ -126,6 +129,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"unknown player {unknown[0] if unknown else '(none)'}; use: {', '.join(PLAYERS)}"
         )
     levels = _levels(args)
+    import torch
+
     agent = Agent.load(args.agent)
     seen = agent.info.get("expert_levels")
     if seen and levels[0] < seen[1] and seen[0] < levels[-1] + 1:

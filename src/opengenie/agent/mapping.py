@@ -9,11 +9,14 @@ what the labels say about codes near them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from opengenie.data.coinrun import NUM_ACTIONS
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads MAPPINGS at startup
+    import torch
 
 MAPPINGS = ("dictionary", "decoder")
 
@@ -66,6 +69,9 @@ class LatentToReal:
 
 def _fit_decoder(counts: np.ndarray, code_vectors: torch.Tensor, steps: int = 300) -> np.ndarray:
     """Softmax regression from code vectors (codes, D) to actions, on the labelled counts."""
+    import torch
+    import torch.nn.functional as F
+
     x = F.normalize(code_vectors.detach().float(), dim=-1)  # (codes, D)
     target = torch.as_tensor(counts, dtype=torch.float32)  # (codes, 15)
     weight = torch.zeros(x.shape[1], NUM_ACTIONS, requires_grad=True)
