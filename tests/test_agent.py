@@ -266,3 +266,32 @@ def test_shipped_agent_plays_coinrun(tmp_path):
     # Easy levels 200000-200019, seed 0: the agent runs for the coin; random mostly does not.
     players = report["players"]
     assert players["agent"]["success"] >= players["random"]["success"] + 0.2
+
+
+@pytest.mark.parametrize("damage", ["missing weights", "truncated weights", "not json"])
+def test_a_damaged_agent_is_one_line(tmp_path, capsys, damage):
+    import shutil
+
+    from opengenie.agent.agent import SHIPPED_AGENT
+
+    agent = tmp_path / "agent"
+    shutil.copytree(SHIPPED_AGENT, agent)
+    weights = agent / "model.safetensors"
+    if damage == "missing weights":
+        weights.unlink()
+    elif damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (agent / "config.json").write_text("{not json")
+    args = ["agent", "eval", "--agent", str(agent), "--episodes", "1", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("opengenie: error:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("labels", ["0", "-3", "many", "nan"])
+def test_agent_train_bad_labels_are_one_line(tmp_path, capsys, labels):
+    args = ["agent", "train", "--data", str(tmp_path), "--out", str(tmp_path / "a")]
+    assert main([*args, "--labels", labels]) == 2
+    err = capsys.readouterr().err
+    assert "--labels" in err and "Traceback" not in err
