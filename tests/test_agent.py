@@ -139,6 +139,7 @@ def test_agent_train_writes_a_loadable_agent(trained):
     agent = Agent.load(trained)
     info = agent.info
     assert info["labels"] == 5 and info["expert_episodes"] == 6 and info["train_steps"] == 30
+    assert info["labels_used"] == 5
     assert agent.frame_skip == 4 and agent.oracle is not None
     # 5 labelled transitions: at most 5 distinct real actions anywhere in the mapping
     assert 1 <= int((agent.mapping.probs.sum(0) > 0).sum()) <= 5
@@ -154,6 +155,7 @@ def test_agent_train_options_take_effect(expert_data, tmp_path):
     agent = Agent.load(out)
     assert agent.oracle is None and agent.mapping.kind == "decoder"
     assert agent.info["labels"] == "all" and agent.info["train_steps"] == 5
+    assert agent.info["labels_used"] == agent.info["latent_policy"]["transitions"]
 
 
 def test_agent_eval_reports_players_json_and_gif(trained, tmp_path, capsys):

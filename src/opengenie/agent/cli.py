@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"saved {args.out}: {agent.info['expert_episodes']} expert episodes, "
         f"{fit['transitions']:,} transitions, {agent.info['codes_used']} latent actions in use, "
         f"held-out imitation accuracy {fit['heldout_accuracy']:.2f}; mapping from "
-        f"{agent.info['labels']} labels; {agent.info['train_seconds']:.0f} s"
+        f"{agent.info['labels_used']:,} labelled transitions; {agent.info['train_seconds']:.0f} s"
     )
     return 0
 

@@ -205,6 +205,7 @@ def train_agent(
         "expert_episodes": len(steps.frames),
         "expert_levels": [int(min(steps.levels)), int(max(steps.levels)) + 1],  # first, end
         "labels": labels if labels is not None else "all",
+        "labels_used": min(labels or len(steps.transitions()), len(steps.transitions())),
         "seed": seed,
         "train_steps": train_steps,
         "latent_policy": latent_fit,
