@@ -167,6 +167,7 @@ def test_agent_eval_reports_players_json_and_gif(trained, tmp_path, capsys):
     assert set(report["players"]) == {"agent", "right+up"}
     assert report["players"]["agent"]["episodes"] == 4  # 2 levels x 2 seeds
     assert report["players"]["right+up"]["episodes"] == 2  # deterministic: once
+    assert np.array(report["players"]["agent"]["solved"]).shape == (2, 2)  # (seeds, levels)
     assert (out / "episode.gif").stat().st_size > 0
     assert "right+up" in capsys.readouterr().out
     # levels the expert was recorded on are played, with a warning

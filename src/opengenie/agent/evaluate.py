@@ -156,4 +156,5 @@ def _summary(solved: np.ndarray) -> dict:
         "ci95": [low, high],
         "episodes": n,
         "per_seed": solved.mean(1).round(4).tolist(),
+        "solved": solved.astype(int).tolist(),  # (seeds, levels): compare players per level
     }
