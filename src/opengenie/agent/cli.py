@@ -169,6 +169,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_world_and_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
+    p.add_argument(
+        "--data", required=True, help="expert dataset (opengenie data coinrun --policy expert)"
+    )
+
+
+def _add_levels(p: argparse.ArgumentParser, default: str) -> None:
+    """The held-out levels a command plays: --levels, --episodes, --mode."""
+    p.add_argument(
+        "--levels",
+        default=default,
+        metavar="A:B",
+        help=f"half-open level range, held out from training (default {default})",
+    )
+    p.add_argument(
+        "--episodes",
+        type=at_least(1).arg("--episodes"),
+        help="play only the first N levels of the range",
+    )
+    p.add_argument("--mode", choices=("easy", "hard"), default="easy", help="Procgen mode (easy)")
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from opengenie.agent.mapping import MAPPINGS
 
@@ -185,10 +208,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=TRAIN_HELP,
         formatter_class=fmt,
     )
-    p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
-    p.add_argument(
-        "--data", required=True, help="expert dataset (opengenie data coinrun --policy expert)"
-    )
+    _add_world_and_data(p)
     p.add_argument(
         "--labels",
         type=_labels,
@@ -221,18 +241,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     p.add_argument("--agent", help="agent directory (default: the shipped CoinRun agent)")
-    p.add_argument(
-        "--levels",
-        default="200000:200100",
-        metavar="A:B",
-        help="half-open level range, held out from training (default 200000:200100)",
-    )
-    p.add_argument(
-        "--episodes",
-        type=at_least(1).arg("--episodes"),
-        help="play only the first N levels of the range",
-    )
-    p.add_argument("--mode", choices=("easy", "hard"), default="easy", help="Procgen mode (easy)")
+    _add_levels(p, "200000:200100")
     p.add_argument(
         "--players",
         default="agent,oracle,expert,right+up,random",
@@ -253,10 +262,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=CURVE_HELP,
         formatter_class=fmt,
     )
-    p.add_argument("--world", help="World directory (default: the shipped CoinRun world)")
-    p.add_argument(
-        "--data", required=True, help="expert dataset (opengenie data coinrun --policy expert)"
-    )
+    _add_world_and_data(p)
     p.add_argument(
         "--labels",
         type=_label_list,
@@ -269,18 +275,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=3,
         help="seeds: one cloned policy and label draw each (3)",
     )
-    p.add_argument(
-        "--levels",
-        default="200000:200200",
-        metavar="A:B",
-        help="half-open level range, held out from training (default 200000:200200)",
-    )
-    p.add_argument(
-        "--episodes",
-        type=at_least(1).arg("--episodes"),
-        help="play only the first N levels of the range",
-    )
-    p.add_argument("--mode", choices=("easy", "hard"), default="easy", help="Procgen mode (easy)")
+    _add_levels(p, "200000:200200")
     p.add_argument(
         "--steps",
         type=at_least(1).arg("--steps"),
