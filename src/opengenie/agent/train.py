@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from opengenie.data.coinrun import NUM_ACTIONS, procgen_source
 from opengenie.data.storage import open_dataset
 from opengenie.errors import UserError
 from opengenie.models.lam import LatentActionModel
+
+if TYPE_CHECKING:  # agent.py imports the World; loaded inside train_agent
+    from opengenie.agent.agent import Agent
 
 
 @dataclass
@@ -178,8 +182,9 @@ def train_agent(
     mapping: str = "dictionary",
     train_steps: int = 2000,
     oracle: bool = True,
-):
-    """The whole recipe (module docstring) -> an Agent (not yet saved)."""
+) -> tuple[Agent, ExpertSteps, list[np.ndarray]]:
+    """The whole recipe (module docstring) -> (the Agent, not yet saved; the expert's steps;
+    the LAM's codes per episode), the last two for refitting the mapping (the label curve)."""
     from opengenie.agent.agent import Agent
     from opengenie.models.world import World
 
