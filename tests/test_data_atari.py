@@ -37,3 +37,13 @@ def test_unknown_game_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown Atari game 'Pongg'.*Pong"):
         generate_atari(tmp_path / "ds", "Pongg", episodes=1)
     assert not (tmp_path / "ds").exists()
+
+
+def test_the_cli_writes_atari_episodes(tmp_path, capsys):
+    from opengenie.cli import main
+
+    out = tmp_path / "ds"
+    args = ["data", "atari", "--out", str(out), "--game", "Pong", "--episodes", "1"]
+    assert main([*args, "--max-steps", "4", "--workers", "1"]) == 0
+    assert open_dataset(out).num_episodes == 1
+    assert "wrote 1 Pong episodes" in capsys.readouterr().out

@@ -131,9 +131,6 @@ def cmd_atari(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             shard_bytes=_shard_bytes(args),
-            policy=args.policy,
-            hold=args.hold,
-            mode=args.mode,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
