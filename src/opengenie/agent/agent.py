@@ -40,8 +40,7 @@ class Agent:
     @torch.no_grad()
     def latent_actions(self, frames: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         """frames uint8 (B, K, H, W, 3) -> sampled latent codes (B,)."""
-        probs = torch.softmax(self.policy(frames).float(), dim=-1)  # (B, codes)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()
+        return _sample(self.policy(frames), generator)
 
     def act(
         self, frames: torch.Tensor, generator: torch.Generator, rng: np.random.Generator
@@ -54,8 +53,7 @@ class Agent:
         """The oracle's Procgen action ids (B,) for frames (B, K, H, W, 3)."""
         if self.oracle is None:
             raise UserError("this agent was saved without its oracle")
-        probs = torch.softmax(self.oracle(frames).float(), dim=-1)  # (B, 15)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()
+        return _sample(self.oracle(frames), generator)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write config.json + model.safetensors atomically to `directory` (it replaces the
@@ -119,3 +117,9 @@ class Agent:
         if oracle is not None:
             oracle.eval()
         return agent
+
+
+def _sample(logits: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+    """One class per row drawn from softmax(logits (B, classes)): the paper samples its policy."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0].numpy()

@@ -23,6 +23,7 @@ from opengenie.agent.policy import context_indices
 from opengenie.data.coinrun import MOVEMENT_ACTION, NUM_ACTIONS
 
 PLAYERS = ("agent", "oracle", "expert", "right+up", "random")
+DETERMINISTIC = ("expert", "right+up")  # the same game for every seed: played once
 # A player: (contexts uint8 (B, K, H, W, 3)) -> Procgen action ids (B,)
 Chooser = Callable[[torch.Tensor], np.ndarray]
 
@@ -121,13 +122,13 @@ def evaluate_agent(
     the same for a level and seed). Returns (results, the agent's first episode's frames)."""
     results: dict[str, dict] = {}
     movie: list[np.ndarray] = []
-    total = sum(len(levels) * (1 if p in ("expert", "right+up") else seeds) for p in players)
+    runs = {p: 1 if p in DETERMINISTIC else seeds for p in players}
+    total = len(levels) * sum(runs.values())
     bar = tqdm(total=total, desc=f"coinrun {mode}", unit="ep", disable=not progress)
     with torch.no_grad():
         for name in players:
-            runs = 1 if name in ("expert", "right+up") else seeds  # deterministic players
             per_seed = []
-            for s in range(runs):
+            for s in range(runs[name]):
                 if name == "expert":
                     solved = play_expert(levels, mode, s, bar)
                 else:

@@ -80,3 +80,17 @@ class SearchExpert:
             if ended:
                 return 1.0 if solved else -1.0
         return 0.0
+
+
+class ExpertPolicy:
+    """The expert as a per-frame policy (for `opengenie data`): a movement chosen every
+    `PERIOD` frames and held in between."""
+
+    def __init__(self, env: Any, rng: np.random.Generator) -> None:
+        self.expert, self.left, self.action = SearchExpert(env, rng), 0, MOVEMENT_ACTION["none"]
+
+    def __call__(self) -> int:
+        if self.left == 0:
+            self.action, self.left = self.expert.choose(), PERIOD
+        self.left -= 1
+        return self.action

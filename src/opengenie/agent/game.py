@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from opengenie.data.coinrun import _procgen_env_class
+from opengenie.data.coinrun import procgen_env
 from opengenie.errors import UserError
 
 MODES = ("easy", "hard")
@@ -24,15 +24,7 @@ def check_mode(mode: str) -> str:
 
 def coinrun_env(level: int, mode: str = "easy") -> Any:
     """A single-level CoinRun env in this thread, seeded by the level (as `opengenie data`)."""
-    return _procgen_env_class()(
-        num=1,
-        env_name="coinrun",
-        distribution_mode=check_mode(mode),
-        start_level=int(level),
-        num_levels=1,
-        rand_seed=int(level),
-        num_threads=0,
-    )
+    return procgen_env("coinrun", level, check_mode(mode))
 
 
 def observe(env: Any) -> np.ndarray:

@@ -130,7 +130,12 @@ def clone(
 
 
 @torch.no_grad()
-def accuracy(policy: FramePolicy, steps, targets, index: list[tuple[int, int]]) -> float | None:
+def accuracy(
+    policy: FramePolicy,
+    steps: ExpertSteps,
+    targets: list[np.ndarray],
+    index: list[tuple[int, int]],
+) -> float | None:
     """Share of transitions whose most likely class is the target."""
     if not index:
         return None

@@ -85,6 +85,20 @@ def _procgen_env_class() -> Any:
     return ProcgenGym3Env
 
 
+def procgen_env(game: str, level: int, mode: str = "hard") -> Any:
+    """A Procgen env of exactly level `level`, seeded by it, stepping in this thread (the
+    parallelism is across processes): what the data, the held-key videos and the agents play."""
+    return _procgen_env_class()(
+        num=1,
+        env_name=game,
+        distribution_mode=mode,
+        start_level=int(level),
+        num_levels=1,
+        rand_seed=int(level),
+        num_threads=0,
+    )
+
+
 class HeldPolicy:
     """Keeps each drawn action for 1 .. 2*hold-1 frames (module docstring). In CoinRun it draws
     from ``HELD_ACTIONS`` with ``HELD_WEIGHTS``; in other games from all 15 ids uniformly."""
@@ -113,15 +127,7 @@ def run_procgen_episode(task: tuple) -> dict[str, Any]:
     game, level, seed, max_steps = task[:4]
     policy, hold = task[4:6] if len(task) >= 6 else ("random", DEFAULT_HOLD)
     mode = task[6] if len(task) >= 7 else "hard"
-    env = _procgen_env_class()(
-        num=1,
-        env_name=game,
-        distribution_mode=mode,
-        start_level=level,
-        num_levels=1,  # exactly this level
-        rand_seed=level,
-        num_threads=0,  # step in this thread: the parallelism is across processes
-    )
+    env = procgen_env(game, level, mode)
     rng = np.random.default_rng([seed, level])
     next_action = _policy(policy, env, rng, game, hold)
     cap = max_steps if max_steps is not None else 1_000_000  # Procgen ends episodes itself
@@ -154,17 +160,9 @@ def _policy(policy: str, env: Any, rng: np.random.Generator, game: str, hold: in
     if policy == "held":
         return HeldPolicy(rng, game, hold)
     if policy == "expert":
-        from opengenie.agent.expert import PERIOD, SearchExpert
+        from opengenie.agent.expert import ExpertPolicy
 
-        expert, state = SearchExpert(env, rng), {"left": 0, "action": 4}
-
-        def next_expert_action() -> int:  # re-plans every PERIOD frames, holds in between
-            if state["left"] == 0:
-                state["action"], state["left"] = expert.choose(), PERIOD
-            state["left"] -= 1
-            return state["action"]
-
-        return next_expert_action
+        return ExpertPolicy(env, rng)
     return lambda: int(rng.integers(NUM_ACTIONS))
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from opengenie.data.coinrun import COINRUN_GROUP_NAMES, MOVEMENT_ACTION, _procgen_env_class
+from opengenie.data.coinrun import COINRUN_GROUP_NAMES, MOVEMENT_ACTION, procgen_env
 
 HELD_FRAMES = 16
 MID_RUN = 24  # frames of RIGHT+UP, then
@@ -55,15 +55,7 @@ class HeldKeyVideos:
 
 
 def _env(level: int):
-    return _procgen_env_class()(
-        num=1,
-        env_name="coinrun",
-        distribution_mode="hard",
-        start_level=level,
-        num_levels=1,
-        rand_seed=level,
-        num_threads=0,
-    )
+    return procgen_env("coinrun", level, "hard")
 
 
 def _act(env, action: int) -> tuple[np.ndarray, bool]:
