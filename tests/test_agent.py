@@ -12,7 +12,7 @@ pytest.importorskip("procgen", reason="the coinrun extra (procgen-mirror) is not
 
 from opengenie.agent.agent import Agent  # noqa: E402
 from opengenie.agent.evaluate import play_expert, play_levels, wilson_interval  # noqa: E402
-from opengenie.agent.expert import SearchExpert  # noqa: E402
+from opengenie.agent.expert import ONWARD, PERIOD, SearchExpert  # noqa: E402
 from opengenie.agent.game import coinrun_env, hold  # noqa: E402
 from opengenie.agent.mapping import LatentToReal  # noqa: E402
 from opengenie.agent.policy import FramePolicy, context_indices  # noqa: E402
@@ -34,6 +34,26 @@ def test_expert_solves_a_level_that_right_up_fails():
     right_up, _ = play_levels(_always(RIGHT_UP), [HARD_FOR_RIGHT_UP], "easy", 1, 1)
     assert not right_up[0]
     assert play_expert([HARD_FOR_RIGHT_UP], "easy", seed=0)[0]
+
+
+def test_expert_leaves_right_up_only_where_right_up_would_die():
+    """The onward check: wherever the expert does anything but run right and jump, doing that
+    for the period and ONWARD frames after it would have ended the episode without the coin."""
+    env = coinrun_env(HARD_FOR_RIGHT_UP, "easy")
+    expert = SearchExpert(env, np.random.default_rng(0))
+    right_up, deviations = expert.actions[0], 0
+    for _ in range(250):
+        state = env.get_state()
+        action = expert.choose()
+        if action != right_up:
+            deviations += 1
+            _, ended, solved = hold(env, right_up, PERIOD + ONWARD)
+            assert ended and not solved
+            env.set_state(state)
+        _, ended, _ = hold(env, action, PERIOD)
+        if ended:
+            break
+    assert deviations > 0  # RIGHT+UP fails this level, so the expert must leave it somewhere
 
 
 def test_expert_is_deterministic_given_its_seed():

@@ -1,11 +1,16 @@
 """An expert CoinRun player that plans with the game's own save states (no learning).
 
-Every `period` frames it tries each of CoinRun's six movements for one period from the current
+Every `period` frames it first asks whether running right and jumping, for this period and the
+`onward` frames after it, keeps the player alive; if so it does that, with no search. Only where
+it would die does it plan: it tries each of CoinRun's six movements for one period from the current
 state, then continues each with a few random, right-leaning rollouts of `horizon` frames, and
 keeps the movement whose best rollout is best: the coin reached > still alive > dead. The game
 is deterministic given its state, so the best rollout is a continuation the expert could really
 play. Ties go to the earlier movement in `PREFERENCE` (run right and jump), so that the expert's
-choices are consistent enough to be imitated from frames.
+choices are consistent enough to be imitated from frames. The onward check makes them more so:
+planning at every step, the expert also left RIGHT+UP wherever a random rollout happened to find
+the coin sooner, choices no clone could see a reason for; with it, it leaves RIGHT+UP only for a
+danger about 32 px ahead, inside the 64-px view (docs/AGENTS.md).
 
 This is the "or otherwise" of issue 15's expert: PPO's usual CoinRun budget (25M frames in the
 Procgen benchmark) is days of this 2-core CPU; the planner needs no training and about half a
@@ -25,6 +30,9 @@ PREFERENCE = ("right+jump", "right", "jump", "none", "left+jump", "left")
 # The rollouts' movements and how often each is drawn: mostly onward, sometimes back or waiting.
 ROLLOUT_WEIGHTS = np.array([0.35, 0.25, 0.1, 0.1, 0.1, 0.1])
 PERIOD, HORIZON, ROLLOUTS = 4, 64, 6
+# Run right and jump while doing so for another ONWARD frames does not kill the player: the
+# expert plans only where it would, so its deviations follow from danger it can see.
+ONWARD = 32
 
 
 class SearchExpert:
@@ -37,9 +45,11 @@ class SearchExpert:
         period: int = PERIOD,
         horizon: int = HORIZON,
         rollouts: int = ROLLOUTS,
+        onward: int = ONWARD,
     ) -> None:
         self.env, self.rng = env, rng
         self.period, self.horizon, self.rollouts = period, horizon, rollouts
+        self.onward = onward
         self.actions = [MOVEMENT_ACTION[name] for name in PREFERENCE]
 
     def choose(self) -> int:
@@ -49,11 +59,22 @@ class SearchExpert:
         movements that lead to the same state score the same and the preference decides: the
         expert's choices then follow from what it sees, not from the luck of its rollouts."""
         state = self.env.get_state()
+        if self.onward and self._onward_value(state, self.actions[0]) >= 0.0:
+            self.env.set_state(state)
+            return self.actions[0]
         steps = self.horizon // self.period + 1
         moves = self.rng.choice(len(self.actions), size=(self.rollouts, steps), p=ROLLOUT_WEIGHTS)
         values = [self._value(state, action, moves) for action in self.actions]
         self.env.set_state(state)
         return self.actions[int(np.argmax(values))]  # argmax keeps the first of equal values
+
+    def _onward_value(self, state: list, action: int) -> float:
+        """`action` for a period, then RIGHT+UP for `onward` frames: 1 coin, 0 alive, -1 dead."""
+        self.env.set_state(state)
+        _, ended, solved = hold(self.env, action, self.period)
+        if not ended:
+            _, ended, solved = hold(self.env, self.actions[0], self.onward)
+        return (1.0 if solved else -1.0) if ended else 0.0
 
     def _value(self, state: list, action: int, moves: np.ndarray) -> float:
         self.env.set_state(state)
