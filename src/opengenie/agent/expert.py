@@ -36,7 +36,8 @@ ONWARD = 32
 
 
 class SearchExpert:
-    """Chooses a movement (a Procgen action id) for each `period` frames of `env`."""
+    """Chooses a movement (a Procgen action id) for each `period` frames of `env`; `onward` 0
+    plans at every step (the expert before 2026-12-05 b)."""
 
     def __init__(
         self,
