@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from opengenie.eval.delta_psnr import decode_tokens
-from opengenie.eval.rollout import batch_generator, cached_rollout, to_uint8
+from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
 from opengenie.eval.settings import BUTTON_FRAMES, EvalSettings
 
 

@@ -8,7 +8,6 @@ headline setting rolls out the whole clip, whose frames also feed FVD and the ro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from opengenie.eval.clips import batches, to_float
 from opengenie.eval.metrics import bootstrap_ci, capped_psnr, ssim
-from opengenie.eval.rollout import batch_generator, cached_rollout, to_uint8
+from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
 from opengenie.eval.settings import EvalSettings
 
 Sampling = tuple[int, float]  # (MaskGIT steps, temperature)
@@ -33,12 +32,6 @@ class RolloutScores:
     ssim: np.ndarray  # (N, T)
     generated: np.ndarray  # uint8 (N, T, H, W, 3) headline rollouts
     random_pictures: np.ndarray | None  # uint8 (4, 1+t, H, W, 3) x̂′ of the first clips
-
-
-def decode_tokens(world: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """Flat token ids (B, T, N_tok) -> frames (B, T, H, W, 3) in [0, 1]."""
-    grid = int(math.isqrt(tokens.shape[-1]))
-    return world.tokenizer.decode(tokens.view(*tokens.shape[:2], grid, grid)).float().clamp(0, 1)
 
 
 @torch.no_grad()

@@ -15,9 +15,8 @@ import torch
 from tqdm import tqdm
 
 from opengenie.eval.clips import to_float
-from opengenie.eval.delta_psnr import decode_tokens
 from opengenie.eval.metrics import capped_psnr, ssim
-from opengenie.eval.rollout import batch_generator, cached_rollout
+from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens
 from opengenie.eval.settings import EvalSettings
 
 

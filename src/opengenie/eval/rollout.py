@@ -3,6 +3,7 @@ protocol and its control measurement."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -77,3 +78,9 @@ def batch_generator(seed: int, batch: int, part: int, device: torch.device) -> t
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Decoded frames in [0, 1] (any shape) -> uint8 on the CPU."""
     return (video.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def decode_tokens(world: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Flat token ids (B, T, N_tok) -> frames (B, T, H, W, 3) in [0, 1]."""
+    grid = int(math.isqrt(tokens.shape[-1]))
+    return world.tokenizer.decode(tokens.view(*tokens.shape[:2], grid, grid)).float().clamp(0, 1)
