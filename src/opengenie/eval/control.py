@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
 from opengenie.eval.metrics import capped_psnr, key_assignment, nmi
-from opengenie.eval.rollout import batch_generator, cached_rollout, to_uint8
+from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
 from opengenie.eval.scroll import estimate_scroll
 
 MOVING_PX = 4.0  # the game "moves" along an axis when it scrolls at least this far
@@ -144,7 +144,6 @@ def world_held_rollouts(
     for b, i in enumerate(bar):
         video = torch.as_tensor(starts[i : i + s.batch_size]).to(device).float().div_(255)
         prompt = world.tokenizer.encode(video[:, None])  # (B, 1, h, w)
-        grid = prompt.shape[-1]
         held = torch.as_tensor(codes[i : i + s.batch_size], device=device)[:, None]
         vectors = world.lam.action_vectors(held.expand(-1, frames))  # (B, F, A)
         with precision:
@@ -159,8 +158,7 @@ def world_held_rollouts(
                 gen,
                 window,
             )  # fmt: skip  (B, 1+F, N)
-        dec = world.tokenizer.decode(tokens.view(*tokens.shape[:2], grid, grid))
-        out.append(to_uint8(dec))
+        out.append(to_uint8(decode_tokens(world, tokens)))
     return np.concatenate(out)
 
 
