@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -320,9 +319,3 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
     finally:
         loader.close()
         distributed.teardown()
-
-
-def grid_image(rows: list[torch.Tensor]) -> np.ndarray:
-    """Rows of frames, each (T, H, W, C) float in [0, 1] -> one (rows*H, T*W, C) uint8 image."""
-    lines = [torch.cat(list(r.clamp(0, 1)), dim=1) for r in rows]  # each (H, T*W, C)
-    return (torch.cat(lines, dim=0) * 255).round().to(torch.uint8).cpu().numpy()

@@ -3,6 +3,7 @@ latent-action usage, plus image grids for TensorBoard."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from opengenie.models import VideoTokenizer, World
@@ -14,6 +15,12 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per clip PSNR (dB) of videos (B, T, H, W, C) in [0, 1]."""
     mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp(min=1e-10)
     return -10 * torch.log10(mse)
+
+
+def grid_image(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of frames, each (T, H, W, C) float in [0, 1] -> one (rows*H, T*W, C) uint8 image."""
+    lines = [torch.cat(list(r.clamp(0, 1)), dim=1) for r in rows]  # each (H, T*W, C)
+    return (torch.cat(lines, dim=0) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def _batches(loader, device: str):
@@ -35,8 +42,6 @@ def tokenizer_validation(model: VideoTokenizer, loader, device: str) -> dict:
 
 @torch.no_grad()
 def tokenizer_images(model: VideoTokenizer, loader, device: str) -> dict:
-    from opengenie.train.phases import grid_image
-
     video = next(_batches(loader, device))[:2, :8]
     recon = model.decode(model.encode(video))
     rows = [x for pair in zip(video, recon, strict=True) for x in pair]
@@ -80,8 +85,6 @@ def _predict_last(world: World, video: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def dynamics_images(world: World, loader, device: str) -> dict:
-    from opengenie.train.phases import grid_image
-
     video = next(_batches(loader, device))[:2, :8]
     lam_pred = world.lam(video)["pred"]  # (B, 7, H, W, C)
     rows = []
