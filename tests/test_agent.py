@@ -161,6 +161,9 @@ def test_agent_train_writes_a_loadable_agent(trained):
     assert info["labels"] == 5 and info["expert_episodes"] == 6 and info["train_steps"] == 30
     assert info["labels_used"] == 5
     assert agent.frame_skip == 4 and agent.oracle is not None
+    # every transition of the video is counted once in the code x real action table
+    table = info["code_actions"]
+    assert sum(sum(row.values()) for row in table.values()) == info["oracle"]["transitions"]
     # 5 labelled transitions: at most 5 distinct real actions anywhere in the mapping
     assert 1 <= int((agent.mapping.probs.sum(0) > 0).sum()) <= 5
     frames = torch.zeros(2, agent.policy.context, 64, 64, 3, dtype=torch.uint8)
@@ -259,6 +262,20 @@ def test_code_purity():
     assert code_purity([np.array([0, 0, 1])], [np.array([7, 7, 1])]) == 1.0
     # one code for everything: purity is the majority action's share
     assert code_purity([np.array([0, 0, 0, 0])], [np.array([7, 7, 7, 1])]) == 0.75
+
+
+def test_code_action_counts_name_each_code_by_its_real_actions():
+    from opengenie.agent.train import code_action_counts, movement_table
+    from opengenie.data.coinrun import MOVEMENT_ACTION
+
+    right, jump = MOVEMENT_ACTION["right"], MOVEMENT_ACTION["jump"]
+    codes = [np.array([0, 0, 2]), np.array([2, 0])]
+    actions = [np.array([right, right, jump]), np.array([jump, 3])]
+    counts = code_action_counts(codes, actions, num_codes=4)
+    assert counts.shape == (4, 15) and counts.sum() == 5
+    assert counts[0, right] == 2 and counts[0, 3] == 1 and counts[2, jump] == 2
+    # codes never seen are left out; a non-movement action keeps its id
+    assert movement_table(counts) == {"0": {"action 3": 1, "right": 2}, "2": {"jump": 2}}
 
 
 def test_expert_policy_is_coinrun_only(tmp_path, capsys):

@@ -74,6 +74,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"held-out imitation accuracy {fit['heldout_accuracy']:.2f}; mapping from "
         f"{agent.info['labels_used']:,} labelled transitions; {agent.info['train_seconds']:.0f} s"
     )
+    if agent.info.get("code_actions"):  # with the oracle, which reads every real action
+        print("what each latent action was in the expert's video (real actions, share):")
+        for code, row in agent.info["code_actions"].items():
+            total = sum(row.values())
+            top = sorted(row.items(), key=lambda kv: -kv[1])[:3]
+            shares = ", ".join(f"{name} {n / total:.2f}" for name, n in top)
+            print(f"  code {code}: {total:,} transitions: {shares}")
     return 0
 
 

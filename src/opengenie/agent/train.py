@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from opengenie.agent.mapping import LatentToReal
 from opengenie.agent.policy import CONTEXT, FramePolicy, context_indices
-from opengenie.data.coinrun import NUM_ACTIONS, procgen_source
+from opengenie.data.coinrun import MOVEMENT_ACTION, NUM_ACTIONS, procgen_source
 from opengenie.data.storage import open_dataset
 from opengenie.errors import UserError
 from opengenie.models.lam import LatentActionModel
@@ -147,14 +147,33 @@ def accuracy(
     return hits / len(index)
 
 
+def code_action_counts(
+    codes: list[np.ndarray], actions: list[np.ndarray], num_codes: int
+) -> np.ndarray:
+    """(num_codes, NUM_ACTIONS) int: how often each latent code went with each real action.
+    Its rows say which keys a latent action stands for in this video."""
+    z, a = np.concatenate(codes), np.concatenate(actions)
+    counts = np.zeros((num_codes, NUM_ACTIONS), dtype=np.int64)
+    np.add.at(counts, (z, a), 1)
+    return counts
+
+
 def code_purity(codes: list[np.ndarray], actions: list[np.ndarray]) -> float:
     """Share of transitions whose real action is the most common one of their latent code:
     1.0 when every latent action names one real action, the majority action's share when the
     codes carry nothing about the controls."""
-    z, a = np.concatenate(codes), np.concatenate(actions)
-    counts = np.zeros((int(z.max()) + 1, NUM_ACTIONS))
-    np.add.at(counts, (z, a), 1)
+    counts = code_action_counts(codes, actions, int(np.concatenate(codes).max()) + 1)
     return float(counts.max(1).sum() / counts.sum())
+
+
+def movement_table(counts: np.ndarray) -> dict[str, dict[str, int]]:
+    """The code x action counts as {code: {movement name: count}}, codes and actions seen only."""
+    names = {action: name for name, action in MOVEMENT_ACTION.items()}
+    return {
+        str(code): {names.get(a, f"action {a}"): int(row[a]) for a in np.flatnonzero(row)}
+        for code, row in enumerate(counts)
+        if row.any()
+    }
 
 
 def fit_mapping(
@@ -203,12 +222,13 @@ def train_agent(
     policy, latent_fit = clone(steps, codes, num_codes, train_steps, seed, desc="clone latent")
     vectors = world.lam.action_vectors(torch.arange(num_codes)) if mapping == "decoder" else None
     table = fit_mapping(steps, codes, labels, seed, num_codes, mapping, vectors)
-    oracle_net, oracle_fit, purity = None, None, None
+    oracle_net, oracle_fit, purity, table_counts = None, None, None, None
     if oracle:  # reads every real action: the oracle's data, and a diagnostic of the LAM
         oracle_net, oracle_fit = clone(
             steps, steps.actions, NUM_ACTIONS, train_steps, seed, desc="clone oracle"
         )
         purity = code_purity(codes, steps.actions)
+        table_counts = movement_table(code_action_counts(codes, steps.actions, num_codes))
     info = {
         "world": str(world_dir) if world_dir else "shipped coinrun_world",
         "expert_data": str(data),
@@ -222,5 +242,6 @@ def train_agent(
         "oracle": oracle_fit,
         "codes_used": int(np.unique(np.concatenate(codes)).size),
         "code_purity": purity,
+        "code_actions": table_counts,  # {code: {real action: transitions}}, all of the video
     }
     return Agent(policy, table, world.config.frame_skip, oracle_net, info), steps, codes
