@@ -12,7 +12,7 @@ pytest.importorskip("procgen", reason="the coinrun extra (procgen-mirror) is not
 
 from opengenie.agent.agent import Agent  # noqa: E402
 from opengenie.agent.evaluate import play_expert, play_levels, wilson_interval  # noqa: E402
-from opengenie.agent.expert import ONWARD, PERIOD, SearchExpert  # noqa: E402
+from opengenie.agent.expert import ONWARD, PERIOD, PREFERENCE, SearchExpert  # noqa: E402
 from opengenie.agent.game import coinrun_env, hold  # noqa: E402
 from opengenie.agent.mapping import LatentToReal  # noqa: E402
 from opengenie.agent.policy import FramePolicy, context_indices  # noqa: E402
@@ -54,6 +54,43 @@ def test_expert_leaves_right_up_only_where_right_up_would_die():
         if ended:
             break
     assert deviations > 0  # RIGHT+UP fails this level, so the expert must leave it somewhere
+
+
+BACK_OFF = ("right+jump", "left+jump", "left", "none", "jump", "right")
+
+
+def test_expert_breaks_ties_by_its_preference():
+    """Where RIGHT+UP would die, the expert takes the first movement of its preference among
+    the best-scored ones; two preferences score the same rollouts, so they differ only in ties."""
+    env = coinrun_env(HARD_FOR_RIGHT_UP, "easy")
+    default = SearchExpert(env, np.random.default_rng(0))
+    differ = 0
+    for _ in range(250):  # the default expert's episode; at each state where it plans:
+        state = env.get_state()
+        action = default.choose()
+        if action != default.actions[0]:
+            seed, picked = int(default.rng.integers(1 << 30)), []
+            for preference in (PREFERENCE, BACK_OFF):
+                env.set_state(state)
+                expert = SearchExpert(env, np.random.default_rng(seed), preference=preference)
+                choice = expert.choose()
+                # score every movement on the rollouts it drew (its first draw from the seed)
+                moves = np.random.default_rng(seed).choice(
+                    len(expert.rollout_p),
+                    size=(expert.rollouts, expert.horizon // PERIOD + 1),
+                    p=expert.rollout_p,
+                )
+                values = [expert._value(state, a, moves) for a in expert.actions]
+                assert choice == expert.actions[int(np.argmax(values))]
+                picked.append(choice)
+            differ += picked[0] != picked[1]
+            env.set_state(state)
+        _, ended, _ = hold(env, action, PERIOD)
+        if ended:
+            break
+    assert differ > 0  # somewhere a tie, and the preference decided it
+    with pytest.raises(ValueError, match="RIGHT\\+UP first"):
+        SearchExpert(env, np.random.default_rng(0), preference=BACK_OFF[::-1])
 
 
 def test_expert_is_deterministic_given_its_seed():

@@ -26,9 +26,11 @@ import numpy as np
 from opengenie.agent.game import hold
 from opengenie.data.coinrun import MOVEMENT_ACTION
 
-PREFERENCE = ("right+jump", "right", "jump", "none", "left+jump", "left")
+PREFERENCE = ("right+jump", "right", "jump", "none", "left+jump", "left")  # ties: the first
 # The rollouts' movements and how often each is drawn: mostly onward, sometimes back or waiting.
-ROLLOUT_WEIGHTS = np.array([0.35, 0.25, 0.1, 0.1, 0.1, 0.1])
+# The first is RIGHT+UP, which the onward check plays.
+ROLLOUT_WEIGHTS = {"right+jump": 0.35, "right": 0.25, "jump": 0.1, "none": 0.1}
+ROLLOUT_WEIGHTS |= {"left+jump": 0.1, "left": 0.1}
 PERIOD, HORIZON, ROLLOUTS = 4, 64, 6
 # The onward check: the expert runs right and jumps wherever doing so for this period and the
 # ONWARD frames after it keeps the player alive, and plans only elsewhere.
@@ -37,7 +39,8 @@ ONWARD = 32
 
 class SearchExpert:
     """Chooses a movement (a Procgen action id) for each `period` frames of `env`; `onward` 0
-    plans at every step (the expert before 2026-12-05 b)."""
+    plans at every step (the expert before 2026-12-05 b); `preference` orders the movements
+    that tie (RIGHT+UP first: the onward check's choice)."""
 
     def __init__(
         self,
@@ -47,11 +50,16 @@ class SearchExpert:
         horizon: int = HORIZON,
         rollouts: int = ROLLOUTS,
         onward: int = ONWARD,
+        preference: tuple[str, ...] = PREFERENCE,
     ) -> None:
+        if sorted(preference) != sorted(PREFERENCE) or preference[0] != "right+jump":
+            raise ValueError(f"preference must order {PREFERENCE}, RIGHT+UP first")
         self.env, self.rng = env, rng
         self.period, self.horizon, self.rollouts = period, horizon, rollouts
         self.onward = onward
-        self.actions = [MOVEMENT_ACTION[name] for name in PREFERENCE]
+        self.actions = [MOVEMENT_ACTION[name] for name in preference]
+        self.rollout_actions = [MOVEMENT_ACTION[name] for name in ROLLOUT_WEIGHTS]
+        self.rollout_p = np.array(list(ROLLOUT_WEIGHTS.values()))
 
     def choose(self) -> int:
         """Plan from the env's current state (restored afterwards); returns the action id.
@@ -67,7 +75,7 @@ class SearchExpert:
                 self.env.set_state(state)
                 return self.actions[0]
         steps = self.horizon // self.period + 1
-        moves = self.rng.choice(len(self.actions), size=(self.rollouts, steps), p=ROLLOUT_WEIGHTS)
+        moves = self.rng.choice(len(self.rollout_p), size=(self.rollouts, steps), p=self.rollout_p)
         values = [self._value(state, action, moves) for action in self.actions]
         self.env.set_state(state)
         return self.actions[int(np.argmax(values))]  # argmax keeps the first of equal values
@@ -88,12 +96,12 @@ class SearchExpert:
         return best
 
     def _rollout(self, moves: np.ndarray) -> float:
-        """Play `moves` (indices into the preference list), a period each: 1 if the coin is
+        """Play `moves` (indices into ROLLOUT_WEIGHTS), a period each: 1 if the coin is
         reached, 0 if the player is still alive, -1 if it died. (Scoring sooner coins higher
         made the expert leave its preference for a frame or two saved: 0.31 of its steps
         changed action against 0.16, with the same success, and it was harder to imitate.)"""
         for m in moves:
-            _, ended, solved = hold(self.env, self.actions[m], self.period)
+            _, ended, solved = hold(self.env, self.rollout_actions[m], self.period)
             if ended:
                 return 1.0 if solved else -1.0
         return 0.0
@@ -103,8 +111,11 @@ class ExpertPolicy:
     """The expert as a per-frame policy (for `opengenie data`): a movement chosen every
     `PERIOD` frames and held in between."""
 
-    def __init__(self, env: Any, rng: np.random.Generator) -> None:
-        self.expert, self.left, self.action = SearchExpert(env, rng), 0, MOVEMENT_ACTION["none"]
+    def __init__(
+        self, env: Any, rng: np.random.Generator, preference: tuple[str, ...] = PREFERENCE
+    ) -> None:
+        self.expert = SearchExpert(env, rng, preference=preference)
+        self.left, self.action = 0, MOVEMENT_ACTION["none"]
 
     def __call__(self) -> int:
         if self.left == 0:
