@@ -29,8 +29,14 @@ from opengenie.data.coinrun import MOVEMENT_ACTION
 PREFERENCE = ("right+jump", "right", "jump", "none", "left+jump", "left")  # ties: the first
 # The rollouts' movements and how often each is drawn: mostly onward, sometimes back or waiting.
 # The first is RIGHT+UP, which the onward check plays.
-ROLLOUT_WEIGHTS = {"right+jump": 0.35, "right": 0.25, "jump": 0.1, "none": 0.1}
-ROLLOUT_WEIGHTS |= {"left+jump": 0.1, "left": 0.1}
+ROLLOUT_WEIGHTS = {
+    "right+jump": 0.35,
+    "right": 0.25,
+    "jump": 0.1,
+    "none": 0.1,
+    "left+jump": 0.1,
+    "left": 0.1,
+}
 PERIOD, HORIZON, ROLLOUTS = 4, 64, 6
 # The onward check: the expert runs right and jumps wherever doing so for this period and the
 # ONWARD frames after it keeps the player alive, and plans only elsewhere.
