@@ -75,7 +75,6 @@ class SearchExpert:
         expert's choices then follow from what it sees, not from the luck of its rollouts."""
         state = self.env.get_state()
         if self.onward:
-            self.env.set_state(state)
             onward = np.zeros(1 + self.onward // self.period, dtype=int)  # RIGHT+UP throughout
             if self._rollout(onward) >= 0.0:  # the coin, or still alive
                 self.env.set_state(state)
@@ -117,11 +116,8 @@ class ExpertPolicy:
     """The expert as a per-frame policy (for `opengenie data`): a movement chosen every
     `PERIOD` frames and held in between."""
 
-    def __init__(
-        self, env: Any, rng: np.random.Generator, preference: tuple[str, ...] = PREFERENCE
-    ) -> None:
-        self.expert = SearchExpert(env, rng, preference=preference)
-        self.left, self.action = 0, MOVEMENT_ACTION["none"]
+    def __init__(self, env: Any, rng: np.random.Generator) -> None:
+        self.expert, self.left, self.action = SearchExpert(env, rng), 0, MOVEMENT_ACTION["none"]
 
     def __call__(self) -> int:
         if self.left == 0:
