@@ -84,6 +84,25 @@ def test_case_stats_perfect_and_frozen_worlds(held) -> None:
     assert frozen["game_dx"][1] > 4 and abs(frozen["world"]["dx"][1]) < 1
 
 
+def test_the_tokenizer_ceiling_scores_what_a_perfect_dynamics_model_would(held) -> None:
+    """ceiling_psnr compares each valid video's reconstruction with the game at the asked
+    frames: a lossless tokenizer scores the cap, one that keeps only the start frame scores
+    copying it, and ended episodes stay NaN."""
+    from opengenie.eval.ceiling import ceiling_psnr
+    from opengenie.eval.metrics import PSNR_CAP
+
+    lossless = ceiling_psnr(held, [8, 16], lambda v: v.copy())  # (L, S, M, 2)
+    assert lossless.shape == (*held.valid.shape, 2)
+    assert (lossless[held.valid] == PSNR_CAP).all()
+    assert np.isnan(lossless[~held.valid]).all()
+    first = ceiling_psnr(held, [8, 16], lambda v: np.broadcast_to(v[:, :1], v.shape).copy())
+    right = MOVEMENTS.index("right")
+    game = held.videos[:, 0, right][held.valid[:, 0, right]]  # from level starts
+    copy = case_stats(game, None)["copy_psnr"]
+    assert first[:, 0, right][held.valid[:, 0, right]].mean(0) == pytest.approx(copy, abs=1e-4)
+    assert first[:, 0, right][held.valid[:, 0, right]].max() < 30  # the game ran right
+
+
 def _fake_world(overrides: list[str]):
     from opengenie.config import preset
     from opengenie.models import World
@@ -115,9 +134,15 @@ def test_control_section_reads_bars_off_a_perfect_and_a_frozen_world(held, monke
                 cases[(held.videos[lv, st, m, 0].tobytes(), m)] = held.videos[lv, st, m]
     monkeypatch.setattr(control, "lam_codes", codes)
     monkeypatch.setattr(control, "world_held_rollouts", replay)
+    monkeypatch.setattr(control, "reconstruct", lambda world, v, precision: v // 2)  # darker
     metrics, pictures = control_section(world, held, ControlSettings(), None, progress=False)
     assert metrics["keys"] == {name: m for m, name in enumerate(MOVEMENTS)}
     b = metrics["bars"]
+    # A tokenizer that halves the pixels caps what even a replaying dynamics model scores.
+    assert b["still_psnr16_ceiling"] < 15 < b["still_psnr16"]
+    assert b["jump_psnr16_ceiling"] < 15 < b["jump_psnr16"]
+    none_first = metrics["movements"]["none"]["first"]
+    assert len(none_first["tokenizer_psnr"]) == 2 and none_first["tokenizer_psnr"][1] < 15
     assert b["right_first_same_way"] == 1.0 and b["left_mid_same_way"] == 1.0
     assert b["jump_dy8_same_sign"] == 1.0
     assert b["lam_left_right_still_distinct"] and b["lam_left_right_still_min_share"] == 1.0

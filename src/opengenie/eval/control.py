@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from opengenie.eval.ceiling import ceiling_psnr, reconstruct
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
 from opengenie.eval.metrics import capped_psnr, key_assignment, nmi
 from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
@@ -248,7 +249,11 @@ def control_section(
             return np.zeros((0, frames + 1, *held.videos.shape[-3:]), np.uint8)
         return world_held_rollouts(world, starts, sent, frames, settings, precision, progress)
 
-    movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride)
+    # What a dynamics model that predicted the game's tokens exactly would score (ceiling.py).
+    ceiling = ceiling_psnr(
+        held, [frames // 2, frames], lambda v: reconstruct(world, v, precision)
+    )  # (L, S, M, 2)
+    movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride, ceiling)
     metrics = {
         "levels": [int(v) for v in held.levels],
         "frames": frames * stride,  # game frames held
@@ -270,7 +275,7 @@ def control_section(
     metrics["bars"] = control_bars(metrics)
     metrics["extra"] = []
     for e in extra:
-        other, _ = _movement_stats(held, keys, cases, rollouts(e), stride)
+        other, _ = _movement_stats(held, keys, cases, rollouts(e), stride, ceiling)
         bars = control_bars({**metrics, "movements": other})
         metrics["extra"].append({"steps": e.steps, "temperature": e.temperature, "bars": bars})
     return metrics, pictures
@@ -282,9 +287,11 @@ def _movement_stats(
     cases: list[tuple[int, int, int]],
     rolled: np.ndarray,
     stride: int,
+    ceiling: np.ndarray,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per movement and start kind, the game's cases beside the world's rollouts `rolled`
-    (one per case, in `cases` order): (movements, pictures)."""
+    (one per case, in `cases` order) and the tokenizer's ceiling (L, S, M, 2) on their PSNR at
+    frames 8 and 16: (movements, pictures)."""
     index = {case: i for i, case in enumerate(cases)}
     movements: dict[str, Any] = {}
     pictures: dict[str, Any] = {}
@@ -296,6 +303,8 @@ def _movement_stats(
             game = held.videos[rows, st, m]
             world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
             movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
+            if rows:
+                movements[name][kind]["tokenizer_psnr"] = ceiling[rows, st, m].mean(0).tolist()
             if rows:  # the first level's case; no world row where the key has no code
                 shown = None if world_v is None else world_v[0]
                 pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
@@ -340,6 +349,9 @@ def control_bars(c: dict[str, Any]) -> dict[str, Any]:
         "jump_psnr8_gain": mean([gain(j, 0) for j in jump]),
         "jump_psnr16": mean([world(j, "psnr", 1) for j in jump]),
         "still_psnr16": mean([world(x, "psnr", 1) for x in still]),
+        # The same frames as the tokenizer reconstructs them: a perfect dynamics model's score.
+        "jump_psnr16_ceiling": mean([(j.get("tokenizer_psnr") or [None, None])[1] for j in jump]),
+        "still_psnr16_ceiling": mean([(x.get("tokenizer_psnr") or [None, None])[1] for x in still]),
         "lam_left_right_still_distinct": len(set(dominant)) == 3 and None not in dominant,
         "lam_left_right_still_min_share": min(s for s in shares if s is not None)
         if all(s is not None for s in shares)

@@ -327,7 +327,8 @@ def control_summary(c: dict[str, Any]) -> str:
     return (
         f"control ({len(c['levels'])} levels): → same way {_fmt(b['right_first_same_way'])}, "
         f"← (mid) {_fmt(b['left_mid_same_way'])}, ↑ dy sign {_fmt(b['jump_dy8_same_sign'])}, "
-        f"still frame-16 PSNR {_fmt(b['still_psnr16'])} dB, LAM ←/→/still distinct "
+        f"still frame-16 PSNR {_fmt(b['still_psnr16'])} dB (the tokenizer's ceiling "
+        f"{_fmt(b.get('still_psnr16_ceiling'))}), LAM ←/→/still distinct "
         f"{b['lam_left_right_still_distinct']}, held NMI {_fmt(b['lam_held_nmi'], 3)}"
     )
 
@@ -337,7 +338,7 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
     head = (
         "<tr><th>key</th><th>code</th><th>cases</th><th>game dx / dy (px, frame "
         f"{c['frames']})</th><th>world dx / dy</th><th>same way (x)</th><th>dy sign (frame "
-        f"{c['frames'] // 2})</th><th>PSNR world / copy, frame {c['frames'] // 2}</th>"
+        f"{c['frames'] // 2})</th><th>PSNR world / copy / tokenizer, frame {c['frames'] // 2}</th>"
         f"<th>frame {c['frames']}</th></tr>"
     )
     parts = [
@@ -345,7 +346,9 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
         f"<p>{html.escape(control_summary(c))}. Scroll is the camera's: dx &gt; 0 right, dy &gt; 0 "
         f"up. Same way: the world's dx has the game's sign and lies within "
         f"{html.escape(c['settings']['tolerance'])}, where the game moves "
-        f"≥ {c['settings']['moving_px']:g} px.</p>",
+        f"≥ {c['settings']['moving_px']:g} px. The tokenizer's PSNR is its own reconstruction "
+        "of the game's frame: what a dynamics model that predicted the game exactly would "
+        "score.</p>",
     ]
     for kind in c["start_kinds"]:
         rows = []
@@ -356,6 +359,7 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
                 continue
             code = "—" if mv["code"] is None else mv["code"]
             psnr8, psnr16 = w.get("psnr") or [None, None]
+            ceil8, ceil16 = case.get("tokenizer_psnr") or [None, None]
             rows.append(
                 f"<tr><td>{html.escape(name)}</td><td>{code}</td><td>{case['cases']}</td>"
                 f"<td>{_px(case['game_dx'][1])} / {_px(case['game_dy'][1])}</td>"
@@ -363,8 +367,8 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
                 f"{_px((w.get('dy') or [None, None])[1])}</td>"
                 f"<td>{_fmt(w.get('same_way_x'))} ({w.get('moving_x_cases', 0)})</td>"
                 f"<td>{_fmt(w.get('same_sign_y'))} ({w.get('moving_y_cases', 0)})</td>"
-                f"<td>{_fmt(psnr8)} / {_fmt(case['copy_psnr'][0])}</td>"
-                f"<td>{_fmt(psnr16)} / {_fmt(case['copy_psnr'][1])}</td>"
+                f"<td>{_fmt(psnr8)} / {_fmt(case['copy_psnr'][0])} / {_fmt(ceil8)}</td>"
+                f"<td>{_fmt(psnr16)} / {_fmt(case['copy_psnr'][1])} / {_fmt(ceil16)}</td>"
                 "</tr>"
             )
         parts.append(f"<h3>From {kind} starts</h3><table>{head}{''.join(rows)}</table>")
