@@ -62,6 +62,7 @@ def test_overrides_take_effect_with_types():
         ("tokenizer.dim=abc", "bad value"),
         ("dynamics.heads=3", "heads"),
         ("sampling.temperature=0", "temperature"),
+        ("sampling.guidance=-1", "guidance"),
         ("tokenizer", "key=value"),
         ("tokenizer.temporal_window=-1", "temporal_window"),
     ],

@@ -219,3 +219,11 @@ def test_world_rollouts_hold_the_code_and_honour_steps(held) -> None:
         world, starts, codes, 4, ControlSettings(steps=4), nullcontext(), False
     )
     assert not np.array_equal(one[:, 1:], more[:, 1:])
+    # Action guidance against the still action (here code 3): other frames for code 0, the
+    # same for the still code itself, which is its own reference.
+    world.action_map = {"names": {"3": "none"}, "keys": {"none": 3}}
+    guided = control.world_held_rollouts(
+        world, starts, codes, 4, ControlSettings(steps=1, guidance=2.0), nullcontext(), False
+    )
+    assert not np.array_equal(one[0, 1:], guided[0, 1:])
+    np.testing.assert_array_equal(one[1], guided[1])

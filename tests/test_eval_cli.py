@@ -164,3 +164,28 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     r0 = ["--extra-steps", "", "--control-levels", "0", "--out", str(tmp_path / "r0")]
     assert main([*args, *r0]) == 0
     assert json.loads((tmp_path / "r0" / "metrics.json").read_text())["control"] is None
+
+
+def test_eval_guidance_changes_the_rollouts_and_is_recorded(setup, capsys) -> None:
+    """--guidance reaches every rollout (other ΔtPSNR frames than without), is written to the
+    settings and makes the run non-protocol; a world that does not know which action stands
+    still is refused in one line before any work."""
+    root = setup
+    assert _eval(root, "--clips", "5", "--guidance", "1", "--out", str(root / "g0")) == 2
+    err = capsys.readouterr().err
+    assert "stand still" in err and "Traceback" not in err
+    world = World.load(root / "world")
+    world.action_map = {"names": {"1": "none"}, "keys": {"none": 1}}
+    world.save(root / "paired")
+    runs = {}
+    for guidance in ("2", "0"):  # eval rewrites action_map.json from this data: guided first
+        out = root / f"guided{guidance}"
+        args = ["eval", "--world", str(root / "paired"), "--data", str(root / "data")]
+        args += ["--batch-size", "5", "--steps", "2", "--quiet", "--clips", "5"]
+        args += ["--fvd-clips", "0", "--extra-steps", "", "--guidance", guidance]
+        assert main([*args, "--out", str(out)]) == 0
+        runs[guidance] = json.loads((out / "metrics.json").read_text())
+    assert runs["2"]["settings"]["guidance"] == 2.0 and runs["0"]["settings"]["guidance"] == 0
+    assert runs["2"]["dynamics"]["delta_t_psnr"]["guidance"] == 2.0
+    plain, guided = (runs[g]["dynamics"]["delta_t_psnr"]["frame_psnr"] for g in ("0", "2"))
+    assert plain != guided

@@ -186,7 +186,12 @@ def test_websocket_info_reset_step_and_errors(world):
         assert info["type"] == "info" and info["num_actions"] == world.num_actions
         assert info["frame_skip"] == world.config.frame_skip
         assert info["actions"]["keys"]["left"] == 4 and info["actions"]["names"][0] == "right"
-        assert info["settings"] == {"steps": 2, "temperature": 1.0, "mode": "random"}
+        assert info["settings"] == {
+            "steps": 2,
+            "temperature": 1.0,
+            "mode": "random",
+            "guidance": 0.0,
+        }
         meta, frame = await _frame(ws)
         assert meta["frame"] == 0 and meta["action"] is None and frame.shape == (32, 32, 3)
         await ws.send_json({"type": "step", "action": 3})
@@ -200,6 +205,7 @@ def test_websocket_info_reset_step_and_errors(world):
             ({"type": "settings", "steps": 0}, "steps must be"),
             ({"type": "settings", "temperature": -1}, "temperature must be"),
             ({"type": "settings", "mode": "beam"}, "mode must be"),
+            ({"type": "settings", "guidance": -0.5}, "guidance must be"),
             ({"type": "reset", "seed": -3}, "seed"),
             ({"type": "teleport"}, "unknown message type"),
         ):
@@ -230,6 +236,7 @@ def test_settings_take_effect_per_tab_and_seeds_reproduce(world):
             "steps": 5,
             "temperature": 0.5,
             "mode": "argmax",
+            "guidance": 0.0,
         }
         calls["n"] = 0
         await a.send_json({"type": "step", "action": 1})
@@ -239,6 +246,13 @@ def test_settings_take_effect_per_tab_and_seeds_reproduce(world):
         await b.send_json({"type": "step", "action": 1})  # the other tab kept its own settings
         meta, _ = await _frame(b)
         assert calls["n"] == 2 + 1 and meta["steps"] == 2 and meta["temperature"] == 1.0
+        # Guidance: each MaskGIT step also asks for the still action's logits.
+        await a.send_json({"type": "settings", "guidance": 0.5})
+        assert (await _json(a))["guidance"] == 0.5
+        calls["n"] = 0
+        await a.send_json({"type": "step", "action": 1})
+        meta, _ = await _frame(a)
+        assert calls["n"] == 2 * 5 + 1 and meta["guidance"] == 0.5
 
         # A seeded reset in a tab replays exactly what a fresh session gives.
         await b.send_json({"type": "reset", "seed": 11})
@@ -405,6 +419,31 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     assert main(["play", "--world", str(tmp_path), "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+    assert main(["play", "--world", str(tmp_path), "--guidance", "-1"]) == 2
+    assert "--guidance" in capsys.readouterr().err
+
+
+def test_cli_guidance_needs_a_world_that_knows_standing_still(world, tmp_path, capsys):
+    world.action_map = None
+    path = world.save(tmp_path / "unpaired")
+    assert main(["play", "--world", str(path), "--guidance", "1", "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert "stand still" in err and "Traceback" not in err
+
+
+def test_server_guidance_option_is_each_tabs_start(world):
+    calls = count_step_logits(world)
+
+    async def test(client, _server):
+        ws = await client.ws_connect("/ws")
+        assert (await _json(ws))["settings"]["guidance"] == 0.75
+        await _frame(ws)
+        calls["n"] = 0
+        await ws.send_json({"type": "step", "action": 0})
+        meta, _ = await _frame(ws)
+        assert meta["guidance"] == 0.75 and calls["n"] == 2 * 2 + 1
+
+    _serve(world, test, guidance=0.75)
 
 
 @pytest.fixture
@@ -530,3 +569,42 @@ def test_bench_play_sweep_joins_eval_quality_per_steps(saved_world, tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert summary["meets_30_fps_target"] == (summary["default_frames_per_s"] >= 30)
     assert all(r["frames_per_s"] > 0 for r in rows.values())
+
+
+def test_action_guidance_changes_a_held_keys_frames_and_leaves_standing_still_alone(world):
+    """guidance w: logits(a) + w (logits(a) - logits(still)). With the same seed, a key other
+    than standing still gives other frames than without guidance; standing still itself (the
+    reference) gives the same tokens; a world without a still action refuses guidance."""
+    from opengenie.errors import UserError
+
+    still = world.still_action()
+    assert still == ACTION_MAP["keys"]["none"]
+
+    def tokens(action: int, guidance: float) -> list:
+        session = world.new_session()
+        session.sampling.steps, session.sampling.guidance = 2, guidance
+        session.reset(_prompt(), seed=5)
+        return [session.next_tokens(action).clone() for _ in range(3)]
+
+    plain, pushed = tokens(0, 0.0), tokens(0, 2.0)
+    assert any(not torch.equal(x, y) for x, y in zip(plain, pushed, strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(tokens(still, 0.0), tokens(still, 2.0), strict=True)
+    )
+    world.action_map = None  # an unpaired world trained without label codes
+    session = world.new_session()
+    session.sampling.guidance = 1.0
+    session.reset(_prompt(), seed=5)
+    with pytest.raises(UserError, match="stand still"):
+        session.next_tokens(0)
+
+
+def test_guided_logits_amplify_the_difference_from_the_reference():
+    from opengenie.models.maskgit import guided
+
+    base = torch.tensor([[[2.0, 0.0, -1.0]]])  # (B, N, V)
+    ref = torch.tensor([[[1.0, 0.5, -1.0]]])
+    fn = guided(lambda t: base, lambda t: ref, 1.5)
+    assert torch.allclose(fn(torch.zeros(1, 1)), base + 1.5 * (base - ref))
+    plain = lambda t: base  # noqa: E731
+    assert guided(plain, lambda t: ref, 0.0) is plain  # weight 0: the paper's sampler, one pass

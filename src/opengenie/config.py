@@ -115,6 +115,9 @@ class SamplingConfig:
     steps: int = 25  # MaskGIT steps per frame
     temperature: float = 1.0  # the CoinRun case study's (the main model used 2)
     mode: Literal["random", "argmax"] = "random"
+    # Action guidance (not in the paper): logits(a) + w (logits(a) - logits(standing still)),
+    # what a key changes against not pressing one, amplified; 0 is the paper's sampler.
+    guidance: float = 0.0
 
 
 @dataclass
@@ -222,6 +225,8 @@ class GenieConfig:
         s = self.sampling
         if s.steps < 1 or s.temperature <= 0 or s.mode not in ("random", "argmax"):
             raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")
+        if not s.guidance >= 0:
+            raise UserError(f"sampling.guidance must be >= 0, got {s.guidance}")
         for name in ("tokenizer_optim", "dynamics_optim"):
             o = getattr(self, name)
             if o.lr <= 0 or o.min_lr < 0 or o.batch_size < 1 or o.steps < 1 or o.warmup_steps < 0:

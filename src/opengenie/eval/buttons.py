@@ -26,6 +26,7 @@ def button_strips(
     Returns one uint8 array (A, 1 + BUTTON_FRAMES, H, W, 3) per start frame.
     """
     a = int(world.num_actions)
+    still = world.guidance_reference() if s.guidance else None  # (1, A)
     out = []
     for p in range(min(s.button_prompts, tokens.shape[0])):
         prompt = tokens[p : p + 1, :1].to(device).expand(a, 1, -1)  # (A, 1, N_tok)
@@ -34,7 +35,7 @@ def button_strips(
             gen = batch_generator(s.seed, p, 2, device)
             x = cached_rollout(
                 world.dynamics, prompt, world.lam.action_vectors(codes), s.steps,
-                s.temperature, s.mode, gen, window,
+                s.temperature, s.mode, gen, window, s.guidance, still,
             )  # fmt: skip
         out.append(to_uint8(decode_tokens(world, x)))
     return out

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from opengenie.errors import UserError
-from opengenie.options import SEED, STEPS, TEMPERATURE, at_least
+from opengenie.options import GUIDANCE, SEED, STEPS, TEMPERATURE, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DESCRIPTION = """Evaluate a world with the project's protocol (docs/EVAL.md): tokenizer PSNR/SSIM,
@@ -52,6 +52,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=TEMPERATURE.arg("--temperature"),
         default=1.0,
         help="sampling temperature (1.0)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=GUIDANCE.arg("--guidance"),
+        default=0.0,
+        help="action guidance in every rollout: logits(a) + w (logits(a) - logits(standing "
+        "still)); 0, the protocol's, unless you measure a world played with it (0)",
     )
     p.add_argument(
         "--t", type=at_least(1).arg("--t"), default=4, help="frame ΔtPSNR scores (protocol: 4)"
@@ -133,12 +140,15 @@ def run(args: argparse.Namespace) -> int:
         t=args.t,
         steps=args.steps,
         temperature=args.temperature,
+        guidance=args.guidance,
         extra=extra,
         batch_size=args.batch_size,
         fvd_clips=args.fvd_clips,
         dynamics_precision=resolve_precision(args.precision, args.device),
         control_levels=args.control_levels,
     )
+    if settings.guidance:
+        world.guidance_reference()  # a one-line error before any work
     out = Path(args.out) if args.out else Path(f"eval-{world_dir.resolve().name}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file: pass a directory for the report")

@@ -40,6 +40,7 @@ class ControlSettings:
     mode: str = "random"
     seed: int = 0
     batch_size: int = 32
+    guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
 
 
 def movement_code(keys: dict[str, int], movement: str) -> int | None:
@@ -139,6 +140,7 @@ def world_held_rollouts(
     frames: uint8 (K, 1 + frames, H, W, 3), frame 0 the tokenizer's view of the start."""
     device = world.device
     window = int(world.config.frames)
+    still = world.guidance_reference() if s.guidance else None  # (1, A)
     out = []
     batches = range(0, len(starts), s.batch_size)
     bar = tqdm(batches, desc="world: held keys", unit="batch", disable=not progress)
@@ -158,6 +160,8 @@ def world_held_rollouts(
                 s.mode,
                 gen,
                 window,
+                s.guidance,
+                still,
             )  # fmt: skip  (B, 1+F, N)
         out.append(to_uint8(decode_tokens(world, tokens)))
     return np.concatenate(out)
@@ -267,6 +271,7 @@ def control_section(
             "steps": s.steps,
             "temperature": s.temperature,
             "mode": s.mode,
+            "guidance": s.guidance,
             "seed": s.seed,
             "moving_px": MOVING_PX,
             "tolerance": f"max({TOLERANCE_PX:g} px, {TOLERANCE_SHARE:.0%} of the game's scroll)",
@@ -277,7 +282,9 @@ def control_section(
     for e in extra:
         other, _ = _movement_stats(held, keys, cases, rollouts(e), stride, ceiling)
         bars = control_bars({**metrics, "movements": other})
-        metrics["extra"].append({"steps": e.steps, "temperature": e.temperature, "bars": bars})
+        metrics["extra"].append(
+            {"steps": e.steps, "temperature": e.temperature, "guidance": e.guidance, "bars": bars}
+        )
     return metrics, pictures
 
 

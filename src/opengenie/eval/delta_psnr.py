@@ -63,6 +63,8 @@ def score_rollouts(
     generated = np.zeros_like(real)
     random_pictures = None
 
+    still = world.guidance_reference() if s.guidance else None  # (1, A)
+
     def vectors(c: np.ndarray) -> torch.Tensor:
         return world.lam.action_vectors(torch.as_tensor(c, device=device))  # (..., A)
 
@@ -84,12 +86,12 @@ def score_rollouts(
                 gen = batch_generator(s.seed, b, 0, device)
                 x_hat = cached_rollout(
                     world.dynamics, prompt, inferred[:, :length], steps, temperature,
-                    s.mode, gen, window,
+                    s.mode, gen, window, s.guidance, still,
                 )  # fmt: skip
                 gen = batch_generator(s.seed, b, 0, device)  # same noise for x̂′
                 x_alt = cached_rollout(
                     world.dynamics, prompt, randoms[:, : s.t], steps, temperature,
-                    s.mode, gen, window,
+                    s.mode, gen, window, s.guidance, still,
                 )  # fmt: skip
             dec = decode_tokens(world, x_hat)  # (B, 1+length, H, W, 3)
             dec_alt = decode_tokens(world, x_alt)  # (B, 1+t, H, W, 3)
@@ -124,6 +126,8 @@ def delta_entry(k: Sampling, scores: RolloutScores, s: EvalSettings) -> dict[str
         "steps": k[0],
         "temperature": k[1],
         "mode": s.mode,
+        "guidance": s.guidance,
         "clips": int(d.size),
-        "label": f"steps={k[0]}, temperature={k[1]:g}",
+        "label": f"steps={k[0]}, temperature={k[1]:g}"
+        + (f", guidance={s.guidance:g}" if s.guidance else ""),
     }

@@ -245,6 +245,7 @@ def _settings_entry(
         "steps": s.steps,
         "temperature": s.temperature,
         "mode": s.mode,
+        "guidance": s.guidance,
         "protocol": s.is_protocol,
         "extra": [{"steps": k[0], "temperature": k[1]} for k in s.samplings[1:]],
         "random_actions": "uniform over codes_used",
@@ -285,11 +286,11 @@ def _control(
     except ImportError:
         log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
         return None, {}
-    cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size)
+    cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size, s.guidance)
     # The same held keys at each extra sampling setting (e.g. play's steps): bars only, so
     # that speed and control can be weighed setting by setting (bench play joins them).
     extra = [
-        ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size)
+        ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size, s.guidance)
         for steps, temperature in s.extra
         if (steps, temperature) != (s.steps, s.temperature)
     ]

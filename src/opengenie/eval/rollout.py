@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from opengenie.models.maskgit import maskgit_fill
+from opengenie.models.maskgit import guided, maskgit_fill
 
 
 def _dtype_of(module: Any) -> torch.dtype:
@@ -29,18 +29,24 @@ def cached_rollout(
     mode: str,
     generator: torch.Generator | None,
     window: int,
+    guidance: float = 0.0,
+    still: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Feed real ``context`` frames, then generate frames one by one through the KV cache.
 
     context: tokens (B, t0, N); actions: code vectors (B, t0 - 1 + F, A), ``actions[:, j]``
     leading into frame j + 1. Returns tokens (B, t0 + F, N): the context, then F new frames.
     Same numbers as ``maskgit.rollout`` (which recomputes the window) while t0 + F <= window.
+    With ``guidance`` > 0, sampling is guided against the still action's vector ``still``
+    (1, A) (``maskgit.guided``).
     """
     b, t0, n = context.shape
     frames = actions.shape[1] + 1 - t0
     if frames < 0:
         raise ValueError(f"{actions.shape[1]} actions cannot follow {t0} context frames")
     actions = actions.to(_dtype_of(dynamics))
+    if guidance and still is None:
+        raise ValueError("guidance needs the still action's vector")
     cache = dynamics.transformer.new_cache(window)
     dynamics.commit(context[:, :1], None, cache)
     for j in range(1, t0):  # one frame at a time: each has its own action
@@ -52,8 +58,13 @@ def cached_rollout(
         def logits_fn(current: torch.Tensor, action: torch.Tensor = action) -> torch.Tensor:
             return dynamics.step_logits(current[:, None], action, cache)[:, 0]  # (B, N, V)
 
+        if guidance:
+            reference = still.to(actions.dtype).expand(b, -1)  # (B, A)
+            fill = guided(logits_fn, lambda cur, a=reference: logits_fn(cur, a), guidance)
+        else:
+            fill = logits_fn
         new = maskgit_fill(
-            logits_fn,
+            fill,
             b,
             n,
             dynamics.mask_id,

@@ -28,6 +28,7 @@ class EvalSettings:
     steps: int = PROTOCOL_STEPS
     temperature: float = PROTOCOL_TEMPERATURE
     mode: str = PROTOCOL_MODE
+    guidance: float = 0.0  # action guidance in every rollout (maskgit.guided); the paper's 0
     extra: list[tuple[int, float]] = field(default_factory=lambda: [(PLAY_STEPS, 1.0)])
     batch_size: int = 32
     fvd_clips: int | None = None  # None: all clips; 0: skip FVD
@@ -49,6 +50,8 @@ class EvalSettings:
                 raise UserError(f"MaskGIT steps must be >= 1, got {steps}")
             if not temperature > 0:
                 raise UserError(f"temperature must be > 0, got {temperature}")
+        if not 0 <= self.guidance <= 10:
+            raise UserError(f"--guidance must be in 0..10, got {self.guidance}")
         if self.mode not in ("random", "argmax"):
             raise UserError(f"mode must be 'random' or 'argmax', got {self.mode!r}")
         if self.batch_size < 1:
@@ -69,6 +72,7 @@ class EvalSettings:
             and self.steps == PROTOCOL_STEPS
             and self.temperature == PROTOCOL_TEMPERATURE
             and self.mode == PROTOCOL_MODE
+            and self.guidance == 0
             and self.used_code_fraction == USED_CODE_FRACTION
             and self.clip_frames == CLIP_FRAMES
         )

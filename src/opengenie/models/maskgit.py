@@ -12,6 +12,21 @@ from opengenie.models.dynamics import Dynamics
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # tokens (B, N) -> logits (B, N, V)
 
 
+def guided(logits_fn: LogitsFn, reference_fn: LogitsFn, weight: float) -> LogitsFn:
+    """Action guidance: logits(a) + weight * (logits(a) - logits(reference)), where
+    `reference_fn` gives the logits under a reference action (standing still). Like
+    classifier-free guidance with "no key pressed" as the baseline: what the held key changes
+    is amplified, and holding the reference itself is left as it was. Two passes a step."""
+    if weight == 0:
+        return logits_fn
+
+    def fn(tokens: torch.Tensor) -> torch.Tensor:
+        logits = logits_fn(tokens).float()  # (B, N, V)
+        return logits + weight * (logits - reference_fn(tokens).float())
+
+    return fn
+
+
 def maskgit_fill(
     logits_fn: LogitsFn,
     batch: int,

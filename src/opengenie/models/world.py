@@ -22,7 +22,7 @@ from opengenie.config import GenieConfig, SamplingConfig
 from opengenie.errors import UserError
 from opengenie.models.dynamics import Dynamics
 from opengenie.models.lam import LatentActionModel
-from opengenie.models.maskgit import maskgit_fill
+from opengenie.models.maskgit import guided, maskgit_fill
 from opengenie.models.tokenizer import VideoTokenizer
 from opengenie.nn import KVCache
 
@@ -68,6 +68,30 @@ class World(nn.Module):
         Sessions started before the change must be reset (their caches hold the old dtype)."""
         self.dynamics.to(dtype)
         return self
+
+    def still_action(self) -> int | None:
+        """The latent action of standing still, action guidance's reference: the action map's
+        "none" key (eval pairs it from the game's held keys), or for a world trained with label
+        codes the code of that movement; None when unknown."""
+        if self.action_map and "none" in self.action_map.get("keys", {}):
+            return int(self.action_map["keys"]["none"])
+        if self.config.lam.label_codes:
+            from opengenie.data.coinrun import COINRUN_GROUP_NAMES  # code m = movement m
+
+            return COINRUN_GROUP_NAMES.index("none")
+        return None
+
+    def guidance_reference(self) -> torch.Tensor:
+        """The still action's vector (1, A) in the dynamics model's dtype; a one-line error for
+        a world that does not know which action stands still."""
+        code = self.still_action()
+        if code is None:
+            raise UserError(
+                "action guidance needs the world's 'stand still' action: run `opengenie eval` "
+                "on CoinRun data to write its action_map.json, or set guidance to 0"
+            )
+        vector = self.lam.action_vectors(torch.tensor([code], device=self.device))
+        return vector.to(self.dynamics_dtype)
 
     # -- playing -------------------------------------------------------------------------
     def new_session(self) -> PlaySession:
@@ -179,9 +203,13 @@ class PlaySession:
         vector = vector.to(world.dynamics_dtype)
         cache, s = self._dyn_cache, self.sampling
 
-        def logits_fn(current: torch.Tensor) -> torch.Tensor:
-            return world.dynamics.step_logits(current[:, None], vector, cache)[:, 0]
+        def action_logits(current: torch.Tensor, action: torch.Tensor = vector) -> torch.Tensor:
+            return world.dynamics.step_logits(current[:, None], action, cache)[:, 0]
 
+        logits_fn = action_logits
+        if s.guidance:
+            still = world.guidance_reference()
+            logits_fn = guided(action_logits, lambda cur: action_logits(cur, still), s.guidance)
         tokens = maskgit_fill(
             logits_fn,
             1,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from opengenie.config import PLAY_STEPS
 from opengenie.errors import UserError
-from opengenie.options import PORT, STEPS, TEMPERATURE, UPLOAD_MB, at_least
+from opengenie.options import GUIDANCE, PORT, STEPS, TEMPERATURE, UPLOAD_MB, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DEFAULT_STEPS = PLAY_STEPS  # MaskGIT steps per frame in play (config.PLAY_STEPS, see PLAY.md)
@@ -49,6 +49,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--temperature",
         type=TEMPERATURE.arg("--temperature"),
         help=f"initial temperature, {TEMPERATURE.describe()} (default: the world's)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=GUIDANCE.arg("--guidance"),
+        help=f"initial action guidance, {GUIDANCE.describe()}: logits(key) + w (logits(key) - "
+        "logits(standing still)), so a held key moves the world further (default: the world's)",
     )
     p.add_argument(
         "--precision",
@@ -108,12 +114,15 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         temperature=world.sampling.temperature if args.temperature is None else args.temperature,
         mode=world.sampling.mode,
+        guidance=world.sampling.guidance if args.guidance is None else args.guidance,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_sessions=args.max_sessions,
         threads=args.threads,
         workers=args.workers,
         world_name=Path(args.world).name if args.world else "shipped CoinRun world",
     )
+    if options.guidance:
+        world.guidance_reference()  # a one-line error now, not at the first key press
     server = PlayServer(world, prompt, options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -39,7 +39,7 @@ from opengenie.config import PLAY_STEPS
 from opengenie.errors import UserError
 from opengenie.imageio import load_prompt
 from opengenie.models.world import PlaySession, World
-from opengenie.options import SEED, STEPS, TEMPERATURE
+from opengenie.options import GUIDANCE, SEED, STEPS, TEMPERATURE
 from opengenie.play.memory import release_freed_memory
 
 log = logging.getLogger("opengenie.play")
@@ -56,12 +56,13 @@ TEMPERATURE_RANGE = (TEMPERATURE.low, TEMPERATURE.high)
 
 @dataclass
 class PlayOptions:
-    """Server-wide settings; each tab starts from `steps`/`temperature`/`mode` and may change
-    its own copy."""
+    """Server-wide settings; each tab starts from `steps`/`temperature`/`mode`/`guidance`
+    and may change its own copy."""
 
     steps: int = PLAY_STEPS
     temperature: float = 1.0
     mode: str = "random"
+    guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_sessions: int = 16
     threads: int = 1  # torch intra-op threads per inference worker
@@ -189,6 +190,7 @@ class PlayServer:
         session.sampling.steps = self.options.steps
         session.sampling.temperature = self.options.temperature
         session.sampling.mode = self.options.mode
+        session.sampling.guidance = self.options.guidance
         player = Player(session, self.prompt, ws)
         self.players[player_id] = player
         log.info("player %d joined (%d playing)", player_id, len(self.players))
@@ -224,7 +226,12 @@ class PlayServer:
             "window": cfg.frames,
             "fps_trained": cfg.fps,
             "frame_skip": cfg.frame_skip,  # game frames per world step
-            "settings": {"steps": s.steps, "temperature": s.temperature, "mode": s.mode},
+            "settings": {
+                "steps": s.steps,
+                "temperature": s.temperature,
+                "mode": s.mode,
+                "guidance": s.guidance,
+            },
             "max_steps": MAX_STEPS,
             "temperature_range": list(TEMPERATURE_RANGE),
             "max_upload_bytes": self.options.max_upload_bytes,
@@ -255,6 +262,7 @@ class PlayServer:
             "steps": s.sampling.steps,
             "temperature": s.sampling.temperature,
             "mode": s.sampling.mode,
+            "guidance": s.sampling.guidance,
             "height": int(frame.shape[0]),
             "width": int(frame.shape[1]),
         }
@@ -300,7 +308,7 @@ class PlayServer:
     def _apply_settings(self, player: Player, message: dict[str, Any]) -> dict[str, Any]:
         """Validate everything first, then apply: a bad value changes nothing."""
         s = player.session.sampling
-        steps, temperature, mode = s.steps, s.temperature, s.mode
+        steps, temperature, mode, guidance = s.steps, s.temperature, s.mode, s.guidance
         if "steps" in message:
             steps = STEPS.check(message["steps"], "steps")
         if "temperature" in message:
@@ -309,8 +317,19 @@ class PlayServer:
             mode = message["mode"]
             if mode not in ("random", "argmax"):
                 raise UserError("mode must be 'random' or 'argmax'")
+        if "guidance" in message:
+            guidance = GUIDANCE.check(message["guidance"], "guidance")
+            if guidance and self.world.still_action() is None:
+                raise UserError("this world does not know which action stands still: no guidance")
         s.steps, s.temperature, s.mode = steps, float(temperature), mode
-        return {"type": "settings", "steps": s.steps, "temperature": s.temperature, "mode": mode}
+        s.guidance = float(guidance)
+        return {
+            "type": "settings",
+            "steps": s.steps,
+            "temperature": s.temperature,
+            "mode": mode,
+            "guidance": s.guidance,
+        }
 
     async def _handle_upload(self, ws: web.WebSocketResponse, player: Player, data: bytes) -> None:
         size = self.world.config.image_size

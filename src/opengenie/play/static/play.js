@@ -243,9 +243,10 @@ function applyInfo(info) {
 }
 
 function showSettings(s) {
-  state.settings = { steps: s.steps, temperature: s.temperature, mode: s.mode };
+  state.settings = { steps: s.steps, temperature: s.temperature, mode: s.mode, guidance: s.guidance };
   $("steps").value = s.steps;
   $("temperature").value = s.temperature;
+  $("guidance").value = s.guidance;
   $("mode").value = s.mode;
 }
 
@@ -268,11 +269,12 @@ function sendSettings() {
     type: "settings",
     steps: Number($("steps").value),
     temperature: Number($("temperature").value),
+    guidance: Number($("guidance").value),
     mode: $("mode").value,
   });
 }
 
-["steps", "temperature", "mode"].forEach((id) => $(id).addEventListener("change", sendSettings));
+["steps", "temperature", "guidance", "mode"].forEach((id) => $(id).addEventListener("change", sendSettings));
 $("auto").addEventListener("change", () => { canvas.focus({ preventScroll: true }); pump(); });
 $("reset").addEventListener("click", () => { reset(); canvas.focus({ preventScroll: true }); });
 
@@ -322,7 +324,8 @@ function connect() {
       message("");
     } else if (msg.type === "settings") {
       showSettings(msg);
-      message(`settings: ${msg.steps} steps, temperature ${msg.temperature}, ${msg.mode}`);
+      message(`settings: ${msg.steps} steps, temperature ${msg.temperature}, ` +
+        `guidance ${msg.guidance}, ${msg.mode}`);
     } else if (msg.type === "error") {
       state.inflight = false;
       state.pressInflight = null; // no frame answers that press
