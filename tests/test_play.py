@@ -608,3 +608,33 @@ def test_guided_logits_amplify_the_difference_from_the_reference():
     assert torch.allclose(fn(torch.zeros(1, 1)), base + 1.5 * (base - ref))
     plain = lambda t: base  # noqa: E731
     assert guided(plain, lambda t: ref, 0.0) is plain  # weight 0: the paper's sampler, one pass
+
+
+def test_bench_play_times_guidance_and_joins_eval_at_it(saved_world, tmp_path, capsys):
+    """--guidance reaches every timed session and the recompute path, the unguided default is
+    timed beside it, and eval's figures are joined only where eval used the same guidance."""
+    delta = {"value": 1.4, "ci_low": 1.0, "ci_high": 1.8, "steps": 2, "temperature": 1.0}
+    guided = {**delta, "value": 1.7, "guidance": 0.5}
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps({"dynamics": {"delta_t_psnr": delta, "delta_t_psnr_extra": [guided]}})
+    )
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(saved_world), "--out", str(out), "--steps", "2"]
+    args += ["--eval-metrics", str(metrics), "--frames", "1", "--rounds", "1", "--sweep", "2"]
+    assert main([*args, "--guidance", "0.5"]) == 0
+    report = json.loads(out.read_text())
+    assert report["play_defaults"]["guidance"] == 0.5
+    assert report["settings"]["default"]["guidance"] == 0.5
+    assert report["settings"]["default_unguided"]["guidance"] == 0.0
+    assert report["delta_psnr_at_play_defaults"]["value"] == 1.7  # eval's guided entry
+    assert report["summary"]["unguided_over_guided"] > 0
+    assert main(args) == 0  # the world's own guidance: none
+    report = json.loads(out.read_text())
+    assert "default_unguided" not in report["settings"]
+    assert report["delta_psnr_at_play_defaults"]["value"] == 1.4
+    unpaired = World.load(saved_world)
+    unpaired.action_map = None
+    path = unpaired.save(tmp_path / "unpaired")
+    bad = ["bench", "play", "--world", str(path), "--out", str(out), "--guidance", "1"]
+    assert main(bad) == 2 and "stand still" in capsys.readouterr().err

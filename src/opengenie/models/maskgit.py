@@ -91,11 +91,14 @@ def rollout(
     mode: str = "random",
     generator: torch.Generator | None = None,
     window: int = 16,
+    guidance: float = 0.0,
+    still: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate frames one by one by recomputing over the last `window` frames (no cache).
 
     prompt: tokens (B, t0, N); actions: code vectors (B, t0 - 1 + F, A), one per transition.
     Returns tokens (B, t0 + F, N). Past the window only the latest frames are re-encoded.
+    With `guidance` > 0, sampling is guided against the still action's vector `still` (1, A).
     """
     b, t0, n = prompt.shape
     frames = actions.shape[1] + 1 - t0
@@ -110,8 +113,12 @@ def rollout(
             clip = torch.cat((context, current[:, None]), dim=1)  # (B, t'+1, N)
             return dynamics.logits(clip, acts)[:, -1]
 
+        fill = logits_fn
+        if guidance:  # the same history, the still action leading into the new frame
+            held = torch.cat((acts[:, :-1], still.to(acts.dtype).expand(b, 1, -1)), dim=1)
+            fill = guided(logits_fn, lambda cur, c=context, a=held: logits_fn(cur, c, a), guidance)
         new = maskgit_fill(
-            logits_fn, b, n, dynamics.mask_id, steps, temperature, mode, generator, prompt.device
+            fill, b, n, dynamics.mask_id, steps, temperature, mode, generator, prompt.device
         )
         tokens = torch.cat((tokens, new[:, None]), dim=1)
     return tokens

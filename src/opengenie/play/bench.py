@@ -23,7 +23,7 @@ import torch
 
 from opengenie.atomic import atomic_write_json
 from opengenie.errors import UserError
-from opengenie.options import STEPS, at_least
+from opengenie.options import GUIDANCE, STEPS, at_least
 from opengenie.precision import resolve_precision
 
 PAPER_STEPS = 25
@@ -38,6 +38,12 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="tiny", help="preset for the random-weight World")
     p.add_argument(
         "--steps", type=STEPS.arg("--steps"), default=DEFAULT_STEPS, help="play's default steps"
+    )
+    p.add_argument(
+        "--guidance",
+        type=GUIDANCE.arg("--guidance"),
+        help="play's action guidance (default: the world's); above 0 the unguided default is "
+        "timed too, for the ratio",
     )
     p.add_argument(
         "--frames",
@@ -112,6 +118,7 @@ class _Recompute:
         from opengenie.models.maskgit import rollout
 
         w, s = self.world, self.world.sampling
+        still = w.guidance_reference() if s.guidance else None
         tokens = rollout(
             w.dynamics,
             self.context,
@@ -121,39 +128,55 @@ class _Recompute:
             s.mode,
             self.generator,
             window=w.config.frames,
+            guidance=s.guidance,
+            still=still,
         )
         window = tokens[:, -w.config.frames :].reshape(1, -1, self.grid, self.grid)
         return w.tokenizer.decode(window)[0, -1].numpy()
 
 
-def eval_delta_psnr(metrics: dict, steps: int, temperature: float) -> dict | None:
+def _same_sampling(entry: dict, steps: int, temperature: float, guidance: float) -> bool:
+    """Whether an eval entry was measured at these settings (older ones had no guidance)."""
+    return (
+        entry.get("steps") == steps
+        and entry.get("temperature") == temperature
+        and entry.get("guidance", 0.0) == guidance
+    )
+
+
+def eval_delta_psnr(
+    metrics: dict, steps: int, temperature: float, guidance: float = 0.0
+) -> dict | None:
     """The ΔtPSNR entry `opengenie eval` measured at these sampling settings, if it did."""
     dynamics = metrics.get("dynamics") or {}
     entries = [dynamics.get("delta_t_psnr") or {}, *(dynamics.get("delta_t_psnr_extra") or [])]
     for entry in entries:
-        if entry.get("steps") == steps and entry.get("temperature") == temperature:
+        if _same_sampling(entry, steps, temperature, guidance):
             keys = ("value", "ci_low", "ci_high", "frame_psnr", "t", "clips", "steps")
             return {k: entry[k] for k in keys if k in entry}
     return None
 
 
-def eval_control_bars(metrics: dict, steps: int, temperature: float) -> dict | None:
+def eval_control_bars(
+    metrics: dict, steps: int, temperature: float, guidance: float = 0.0
+) -> dict | None:
     """The control bars `opengenie eval` measured at these sampling settings, if it did."""
     control = metrics.get("control") or {}
-    main = control.get("settings") or {}
-    if main.get("steps") == steps and main.get("temperature") == temperature:
+    if _same_sampling(control.get("settings") or {}, steps, temperature, guidance):
         return control.get("bars")
     for entry in control.get("extra") or []:
-        if entry.get("steps") == steps and entry.get("temperature") == temperature:
+        if _same_sampling(entry, steps, temperature, guidance):
             return entry.get("bars")
     return None
 
 
-def quality_speed_table(metrics: dict, fps: dict[int, dict], temperature: float) -> list[dict]:
+def quality_speed_table(
+    metrics: dict, fps: dict[int, dict], temperature: float, guidance: float = 0.0
+) -> list[dict]:
     """One row per MaskGIT steps: frames/s beside eval's figures at the same steps."""
     rows = []
     for steps, speed in sorted(fps.items()):
-        delta = eval_delta_psnr(metrics, steps, temperature)
+        delta = eval_delta_psnr(metrics, steps, temperature, guidance)
         rows.append(
             {
                 "steps": steps,
@@ -161,7 +184,7 @@ def quality_speed_table(metrics: dict, fps: dict[int, dict], temperature: float)
                 "ms_per_frame_median": speed["ms_per_frame_median"],
                 "delta_t_psnr": delta,
                 "frame_psnr": None if delta is None else delta.get("frame_psnr"),
-                "control_bars": eval_control_bars(metrics, steps, temperature),
+                "control_bars": eval_control_bars(metrics, steps, temperature, guidance),
             }
         )
     return rows
@@ -194,6 +217,10 @@ def run_play_bench(args: argparse.Namespace) -> int:
     else:
         fp32 = World(preset(args.preset))
         source = f"random weights, preset {args.preset}"
+    guidance = fp32.sampling.guidance if args.guidance is None else args.guidance
+    fp32.sampling.guidance = guidance  # every session and the recompute path sample so
+    if guidance:
+        fp32.guidance_reference()  # a one-line error for a world with no still action
     # Play's default precision as play resolves it here (bf16 only where it is faster).
     play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
     worlds = {"float32": fp32}
@@ -205,25 +232,28 @@ def run_play_bench(args: argparse.Namespace) -> int:
     actions = np.random.default_rng(1).integers(0, fp32.num_actions, 10_000).tolist()
 
     # Cached play: one session per setting, warmed until its cache holds a full window.
-    settings = {
-        "default": (play_dtype, args.steps),
-        "paper_steps": (play_dtype, PAPER_STEPS),
-        "default_fp32": ("float32", args.steps),
-        "paper_steps_fp32": ("float32", PAPER_STEPS),
+    settings = {  # name -> (precision, MaskGIT steps, guidance)
+        "default": (play_dtype, args.steps, guidance),
+        "paper_steps": (play_dtype, PAPER_STEPS, guidance),
+        "default_fp32": ("float32", args.steps, guidance),
+        "paper_steps_fp32": ("float32", PAPER_STEPS, guidance),
     }
+    if guidance:  # what guidance's second pass costs, in the same run
+        settings["default_unguided"] = (play_dtype, args.steps, 0.0)
     sweep_names = {}  # steps -> the timed setting (a sweep point may be a named one above)
     for steps in args.sweep:
-        named = [k for k, v in settings.items() if v == (play_dtype, steps)]
+        named = [k for k, v in settings.items() if v == (play_dtype, steps, guidance)]
         sweep_names[steps] = named[0] if named else f"steps_{steps}"
-        settings.setdefault(sweep_names[steps], (play_dtype, steps))
+        settings.setdefault(sweep_names[steps], (play_dtype, steps, guidance))
     sessions = {}
-    for name, (precision, steps) in settings.items():
+    for name, (precision, steps, weight) in settings.items():
         session = worlds[precision].new_session()
         session.sampling.steps = 2  # cheap warm-up: filling the cache does not depend on steps
+        session.sampling.guidance = 0.0
         session.reset(prompt, seed=0)
         for i in range(fp32.config.frames):
             session.step(actions[i])
-        session.sampling.steps = steps
+        session.sampling.steps, session.sampling.guidance = steps, weight
         sessions[name] = session
     print(f"bench play: {source}, {args.rounds} rounds x {args.frames} frames", flush=True)
 
@@ -271,22 +301,28 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "temperature": fp32.sampling.temperature,
             "mode": fp32.sampling.mode,
+            "guidance": guidance,
             "dynamics_dtype": play_dtype,
             "threads": args.threads,
         },
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).
         "eval_metrics": metrics_source,
         "delta_psnr_at_play_defaults": eval_delta_psnr(
-            metrics, args.steps, fp32.sampling.temperature
+            metrics, args.steps, fp32.sampling.temperature, guidance
         ),
         "delta_psnr_at_paper_steps": eval_delta_psnr(
-            metrics, PAPER_STEPS, fp32.sampling.temperature
+            metrics, PAPER_STEPS, fp32.sampling.temperature, guidance
         ),
         "settings": {},
         "cache_speedup": {},
     }
-    for name, (precision, steps) in settings.items():
-        entry = {"steps": steps, "dynamics_dtype": precision, **_summary(times[name])}
+    for name, (precision, steps, weight) in settings.items():
+        entry = {
+            "steps": steps,
+            "guidance": weight,
+            "dynamics_dtype": precision,
+            **_summary(times[name]),
+        }
         report["settings"][name] = entry
     for name, values in recompute_times.items():
         cached, uncached = _summary(times[name]), _summary(values)
@@ -299,11 +335,20 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "speedup": uncached["ms_per_frame_median"] / cached["ms_per_frame_median"],
         }
     sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
-    report["quality_speed"] = quality_speed_table(metrics, sweep_fps, fp32.sampling.temperature)
+    report["quality_speed"] = quality_speed_table(
+        metrics, sweep_fps, fp32.sampling.temperature, guidance
+    )
     report["summary"] = {
         "default_frames_per_s": report["settings"]["default"]["frames_per_s"],
         "paper_steps_frames_per_s": report["settings"]["paper_steps"]["frames_per_s"],
         "cache_speedup_at_default": report["cache_speedup"]["default"]["speedup"],
+        # Frames/s without guidance over with it (None when the default is unguided).
+        "unguided_over_guided": (
+            report["settings"]["default_unguided"]["frames_per_s"]
+            / report["settings"]["default"]["frames_per_s"]
+            if guidance
+            else None
+        ),
         # Issue #16's bars: >= 30 frames/s at the default, >= 2.5x the 8-step path (same run).
         "meets_30_fps_target": report["settings"]["default"]["frames_per_s"] >= 30.0,
         "default_over_8_steps": (
