@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--level", type=int, default=200000, help="test level to start from")
     p.add_argument("--plan", default="right:16,none:6,left:16,jump:14")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="MaskGIT steps (play's)")
+    p.add_argument("--guidance", type=float, help="action guidance (default: the world's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--out", required=True, help="GIF path; a PNG strip is written beside it")
@@ -53,6 +54,8 @@ def main() -> None:
     world.set_dynamics_dtype(torch.bfloat16 if bf16 else torch.float32)
     skip = int(world.config.frame_skip)  # game frames per world step
     world.sampling.steps = args.steps
+    if args.guidance is not None:
+        world.sampling.guidance = args.guidance
     keys = (world.action_map or {}).get("keys", {})
     env = _env(args.level)
     _, ob, _ = env.observe()

@@ -235,6 +235,15 @@ def test_cached_rollout_matches_recomputed_rollout(small_config) -> None:
         )
         assert a.shape == b.shape == (3, 6, n)
         assert torch.equal(a, b), mode
+    # Guided, both paths put the still action into the new frame only: the same tokens again,
+    # and other tokens than unguided.
+    still = world.lam.action_vectors(torch.tensor([1]))  # (1, A)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a = rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", g1, guidance=2.0, still=still)
+    b = cached_rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", g2, 6, 2.0, still)
+    assert torch.equal(a, b)
+    plain = cached_rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None, 6)
+    assert not torch.equal(a, plain)
 
 
 def test_select_clips_one_per_episode_when_possible() -> None:

@@ -310,9 +310,8 @@ def _movement_stats(
             game = held.videos[rows, st, m]
             world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
             movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
-            if rows:
-                movements[name][kind]["tokenizer_psnr"] = ceiling[rows, st, m].mean(0).tolist()
             if rows:  # the first level's case; no world row where the key has no code
+                movements[name][kind]["tokenizer_psnr"] = ceiling[rows, st, m].mean(0).tolist()
                 shown = None if world_v is None else world_v[0]
                 pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
     return movements, pictures
