@@ -29,12 +29,13 @@ def main() -> None:
     p.add_argument("--levels", type=int, default=32, help="test levels replayed (32)")
     p.add_argument("--steps", type=int, default=2, help="MaskGIT steps (2: play's default)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
+    p.add_argument("--guidance", type=float, default=0.0, help="action guidance (0: none)")
     p.add_argument("--out", type=Path, help="JSON of each world's bars")
     args = p.parse_args()
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
     levels = np.arange(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels)
     held = record_held_keys(levels)
-    settings = ControlSettings(args.steps, args.temperature)
+    settings = ControlSettings(args.steps, args.temperature, guidance=args.guidance)
     precision = torch.autocast("cpu", dtype=torch.bfloat16)
     results = {}
     for name in args.worlds:

@@ -586,7 +586,11 @@ def test_action_guidance_changes_a_held_keys_frames_and_leaves_standing_still_al
         session.reset(_prompt(), seed=5)
         return [session.next_tokens(action).clone() for _ in range(3)]
 
+    calls = count_step_logits(world)
     plain, pushed = tokens(0, 0.0), tokens(0, 2.0)
+    calls["n"] = 0
+    tokens(still, 2.0)
+    assert calls["n"] == 1 + 3 * (2 + 1)  # the prompt, then 2 steps + a commit: no second pass
     assert any(not torch.equal(x, y) for x, y in zip(plain, pushed, strict=True))
     assert all(
         torch.equal(x, y) for x, y in zip(tokens(still, 0.0), tokens(still, 2.0), strict=True)

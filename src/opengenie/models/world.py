@@ -207,7 +207,7 @@ class PlaySession:
             return world.dynamics.step_logits(current[:, None], action, cache)[:, 0]
 
         logits_fn = action_logits
-        if s.guidance:
+        if s.guidance and action != world.still_action():  # standing still: its own reference
             still = world.guidance_reference()
             logits_fn = guided(action_logits, lambda cur: action_logits(cur, still), s.guidance)
         tokens = maskgit_fill(
