@@ -520,13 +520,19 @@ def test_bench_play_writes_its_figures(saved_world, tmp_path):
     assert report["delta_psnr_at_play_defaults"] is None  # no eval of this world was given
 
 
-def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path):
-    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
-    extra = {**delta, "value": 3.1, "steps": 2}
+def _eval_metrics(tmp_path, delta: dict, extra: dict):
+    """A metrics.json as `opengenie eval` writes it, with only the ΔtPSNR entries."""
     metrics = tmp_path / "metrics.json"
     metrics.write_text(
         json.dumps({"dynamics": {"delta_t_psnr": delta, "delta_t_psnr_extra": [extra]}})
     )
+    return metrics
+
+
+def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path):
+    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
+    extra = {**delta, "value": 3.1, "steps": 2}
+    metrics = _eval_metrics(tmp_path, delta, extra)
     out = tmp_path / "play.json"
     args = ["bench", "play", "--world", str(saved_world), "--out", str(out)]
     args += ["--eval-metrics", str(metrics), "--frames", "1", "--rounds", "1", "--steps", "2"]
@@ -619,10 +625,7 @@ def test_bench_play_times_guidance_and_joins_eval_at_it(saved_world, tmp_path, c
     timed beside it, and eval's figures are joined only where eval used the same guidance."""
     delta = {"value": 1.4, "ci_low": 1.0, "ci_high": 1.8, "steps": 2, "temperature": 1.0}
     guided = {**delta, "value": 1.7, "guidance": 0.5}
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text(
-        json.dumps({"dynamics": {"delta_t_psnr": delta, "delta_t_psnr_extra": [guided]}})
-    )
+    metrics = _eval_metrics(tmp_path, delta, guided)
     out = tmp_path / "play.json"
     args = ["bench", "play", "--world", str(saved_world), "--out", str(out), "--steps", "2"]
     args += ["--eval-metrics", str(metrics), "--frames", "1", "--rounds", "1", "--sweep", "2"]
