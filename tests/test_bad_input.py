@@ -140,7 +140,8 @@ def test_play_page_and_cli_share_one_rule_set(tmp_path, capsys):
 
     assert STEPS.high == server.MAX_STEPS  # what the page's info tells the slider
     assert (TEMPERATURE.low, TEMPERATURE.high) == server.TEMPERATURE_RANGE
-    session = SimpleNamespace(sampling=SimpleNamespace(steps=8, temperature=1.0, mode="random"))
+    sampling = SimpleNamespace(steps=8, temperature=1.0, mode="random", guidance=0.0)
+    session = SimpleNamespace(sampling=sampling)
     player = SimpleNamespace(session=session)
     cases = [
         ("temperature", math.nan, "nan"),

@@ -250,7 +250,7 @@ def test_settings_take_effect_per_tab_and_seeds_reproduce(world):
         await a.send_json({"type": "settings", "guidance": 0.5})
         assert (await _json(a))["guidance"] == 0.5
         calls["n"] = 0
-        await a.send_json({"type": "step", "action": 1})
+        await a.send_json({"type": "step", "action": 0})  # not the still action (1)
         meta, _ = await _frame(a)
         assert calls["n"] == 2 * 5 + 1 and meta["guidance"] == 0.5
 
