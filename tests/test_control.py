@@ -134,7 +134,7 @@ def test_control_section_reads_bars_off_a_perfect_and_a_frozen_world(held, monke
                 cases[(held.videos[lv, st, m, 0].tobytes(), m)] = held.videos[lv, st, m]
     monkeypatch.setattr(control, "lam_codes", codes)
     monkeypatch.setattr(control, "world_held_rollouts", replay)
-    monkeypatch.setattr(control, "reconstruct", lambda world, v, precision: v // 2)  # darker
+    monkeypatch.setattr(control, "roundtrip", lambda world, v, precision: v // 2)  # darker
     metrics, pictures = control_section(world, held, ControlSettings(), None, progress=False)
     assert metrics["keys"] == {name: m for m, name in enumerate(MOVEMENTS)}
     b = metrics["bars"]

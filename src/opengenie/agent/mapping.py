@@ -21,6 +21,13 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads MAPPINGS 
 MAPPINGS = ("dictionary", "decoder")
 
 
+def pair_counts(codes: np.ndarray, actions: np.ndarray, num_codes: int) -> np.ndarray:
+    """(num_codes, NUM_ACTIONS) int: how often each latent code went with each real action."""
+    counts = np.zeros((num_codes, NUM_ACTIONS), dtype=np.int64)
+    np.add.at(counts, (codes, actions), 1)
+    return counts
+
+
 class LatentToReal:
     """probs[code] = the distribution of real actions drawn for a latent code, (codes, 15)."""
 
@@ -39,8 +46,7 @@ class LatentToReal:
         """codes, actions (N,) of the labelled transitions -> the mapping."""
         if len(codes) == 0:
             raise ValueError("the mapping needs at least one labelled transition")
-        counts = np.zeros((num_codes, NUM_ACTIONS))
-        np.add.at(counts, (codes, actions), 1)
+        counts = pair_counts(codes, actions, num_codes).astype(np.float64)
         if kind == "decoder":
             if code_vectors is None:
                 raise ValueError("the decoder mapping needs the LAM's code vectors")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from opengenie.agent.mapping import LatentToReal
+from opengenie.agent.mapping import LatentToReal, pair_counts
 from opengenie.agent.policy import CONTEXT, FramePolicy, context_indices
 from opengenie.data.coinrun import MOVEMENT_ACTION, NUM_ACTIONS, procgen_source
 from opengenie.data.storage import open_dataset
@@ -152,10 +152,7 @@ def code_action_counts(
 ) -> np.ndarray:
     """(num_codes, NUM_ACTIONS) int: how often each latent code went with each real action.
     Its rows say which keys a latent action stands for in this video."""
-    z, a = np.concatenate(codes), np.concatenate(actions)
-    counts = np.zeros((num_codes, NUM_ACTIONS), dtype=np.int64)
-    np.add.at(counts, (z, a), 1)
-    return counts
+    return pair_counts(np.concatenate(codes), np.concatenate(actions), num_codes)
 
 
 def code_purity(codes: list[np.ndarray], actions: list[np.ndarray]) -> float:

@@ -21,7 +21,7 @@ from opengenie.eval.rollout import to_uint8
 
 
 @torch.no_grad()
-def reconstruct(world: Any, videos: np.ndarray, precision: Any) -> np.ndarray:
+def roundtrip(world: Any, videos: np.ndarray, precision: Any) -> np.ndarray:
     """uint8 clips (K, T, H, W, 3) -> the tokenizer's reconstruction of each, uint8, same shape."""
     video = torch.as_tensor(videos).to(world.device).float().div_(255)
     with precision or nullcontext():

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from opengenie.eval.ceiling import ceiling_psnr, reconstruct
+from opengenie.eval.ceiling import ceiling_psnr, roundtrip
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
 from opengenie.eval.metrics import capped_psnr, key_assignment, nmi
 from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
@@ -255,7 +255,7 @@ def control_section(
 
     # What a dynamics model that predicted the game's tokens exactly would score (ceiling.py).
     ceiling = ceiling_psnr(
-        held, [frames // 2, frames], lambda v: reconstruct(world, v, precision)
+        held, [frames // 2, frames], lambda v: roundtrip(world, v, precision)
     )  # (L, S, M, 2)
     movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride, ceiling)
     metrics = {
