@@ -44,6 +44,9 @@ def main() -> None:
     p.add_argument("--plan", default="right:16,none:6,left:16,jump:14")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="MaskGIT steps (play's)")
     p.add_argument("--guidance", type=float, help="action guidance (default: the world's)")
+    p.add_argument(
+        "--context-mask", type=float, help="share of context tokens hidden (default: the world's)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--out", required=True, help="GIF path; a PNG strip is written beside it")
@@ -56,6 +59,8 @@ def main() -> None:
     world.sampling.steps = args.steps
     if args.guidance is not None:
         world.sampling.guidance = args.guidance
+    if args.context_mask is not None:
+        world.dynamics.context_mask = args.context_mask
     keys = (world.action_map or {}).get("keys", {})
     env = _env(args.level)
     _, ob, _ = env.observe()

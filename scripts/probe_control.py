@@ -30,6 +30,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="MaskGIT steps (2: play's default)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
     p.add_argument("--guidance", type=float, default=0.0, help="action guidance (0: none)")
+    p.add_argument(
+        "--context-mask", type=float, default=0.0, help="share of context tokens hidden (0: none)"
+    )
     p.add_argument("--out", type=Path, help="JSON of each world's bars")
     args = p.parse_args()
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
@@ -40,6 +43,7 @@ def main() -> None:
     results = {}
     for name in args.worlds:
         world = World.load(None if name == "shipped" else name).eval()
+        world.dynamics.context_mask = args.context_mask
         control, _ = control_section(world, held, settings, precision, progress=False)
         bars = control["bars"]
         results[name] = bars

@@ -63,6 +63,8 @@ def test_overrides_take_effect_with_types():
         ("dynamics.heads=3", "heads"),
         ("sampling.temperature=0", "temperature"),
         ("sampling.guidance=-1", "guidance"),
+        ("dynamics.clean_context=1", "clean_context"),
+        ("sampling.context_mask=1", "context_mask"),
         ("tokenizer", "key=value"),
         ("tokenizer.temporal_window=-1", "temporal_window"),
     ],

@@ -189,3 +189,23 @@ def test_eval_guidance_changes_the_rollouts_and_is_recorded(setup, capsys) -> No
     assert runs["2"]["dynamics"]["delta_t_psnr"]["guidance"] == 2.0
     plain, guided = (runs[g]["dynamics"]["delta_t_psnr"]["frame_psnr"] for g in ("0", "2"))
     assert plain != guided
+
+
+def test_eval_context_mask_changes_the_rollouts_and_is_recorded(setup) -> None:
+    """--context-mask hides a share of every earlier frame's tokens in every rollout: other
+    ΔtPSNR frames than without, recorded in the settings and the ΔtPSNR entry, non-protocol."""
+    root = setup
+    runs = {}
+    for share in ("0.5", "0"):
+        out = root / f"hidden{share}"
+        args = ["eval", "--world", str(root / "world"), "--data", str(root / "data")]
+        args += ["--batch-size", "5", "--steps", "2", "--quiet", "--clips", "5"]
+        args += ["--fvd-clips", "0", "--extra-steps", "", "--context-mask", share]
+        assert main([*args, "--out", str(out)]) == 0
+        runs[share] = json.loads((out / "metrics.json").read_text())
+    assert runs["0.5"]["settings"]["context_mask"] == 0.5
+    assert runs["0.5"]["dynamics"]["delta_t_psnr"]["context_mask"] == 0.5
+    assert runs["0"]["settings"]["context_mask"] == 0.0
+    hidden, whole = (runs[s]["dynamics"]["delta_t_psnr"]["frame_psnr"] for s in ("0.5", "0"))
+    assert hidden != whole
+    assert main(["eval", "--data", str(root / "data"), "--context-mask", "1"]) == 2

@@ -310,3 +310,56 @@ def test_saved_world_gets_the_users_default_modes(small_config, tmp_path):
         "config.json": 0o644,
         "model.safetensors": 0o644,
     }
+
+
+def test_clean_context_leaves_whole_frames_unmasked(small_config):
+    """dynamics.clean_context: a share of frames after the first is whole context (no masked
+    token), the rest masked at the sample's rate; each clip keeps at least one target."""
+    tokens = _tokens(small_config, b=8, t=4)
+    g = torch.Generator().manual_seed(0)
+
+    def whole_frames(clean: float) -> torch.Tensor:
+        small_config.dynamics.clean_context = clean
+        out = Dynamics(small_config).train().masked_loss(tokens, _actions(small_config, b=8), g)
+        return ~out["mask"][:, 1:].any(dim=2)  # (B, T-1): frames with no masked token
+
+    assert not whole_frames(0.0).any()  # the paper's recipe: every frame masked
+    half = whole_frames(0.5)
+    assert 0.2 < float(half.float().mean()) < 0.8
+    assert not whole_frames(0.99).all(dim=1).any()  # never a clip with nothing to predict
+
+
+def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_config):
+    """sampling.context_mask: each context frame but the first loses that share of its tokens
+    to the mask token, in a pattern fixed by the frame's number (reproducible); 0 hides none."""
+    small_config.sampling.context_mask = 0.5
+    dyn = Dynamics(small_config)
+    tokens = _tokens(small_config, b=4, t=6)
+    seen = dyn.hide_context(tokens, 0)
+    hidden = seen == dyn.mask_id  # (B, T, N)
+    assert not hidden[:, 0].any() and torch.equal(seen[~hidden], tokens[~hidden])
+    assert 0.35 < float(hidden[:, 1:].float().mean()) < 0.65
+    assert torch.equal(dyn.hide_context(tokens[:, 2:], 2), seen[:, 2:])  # by frame number
+    assert torch.equal(dyn.hide_context(tokens, 1)[:, 0] == dyn.mask_id, hidden[:, 1])
+    dyn.context_mask = 0.0
+    assert torch.equal(dyn.hide_context(tokens, 0), tokens)
+
+
+def test_context_mask_is_what_a_world_loads_and_changes_its_frames(small_config, tmp_path):
+    """A World's config.json sampling.context_mask reaches its dynamics model; a play session
+    then samples other frames from the same seed than with whole context frames."""
+    small_config.sampling.context_mask = 0.75
+    torch.manual_seed(0)
+    World(small_config).save(tmp_path / "w")
+    world = World.load(tmp_path / "w")
+    assert world.dynamics.context_mask == 0.75
+
+    def frames() -> list:
+        session = world.new_session()
+        session.sampling.steps = 2
+        session.reset(np.zeros((32, 32, 3), np.uint8), seed=3)
+        return [session.next_tokens(0).clone() for _ in range(4)]
+
+    hidden = frames()
+    world.dynamics.context_mask = 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(hidden, frames(), strict=True))

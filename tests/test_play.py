@@ -19,6 +19,7 @@ import threading
 import urllib.request
 import weakref
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -421,6 +422,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--steps" in capsys.readouterr().err
     assert main(["play", "--world", str(tmp_path), "--guidance", "-1"]) == 2
     assert "--guidance" in capsys.readouterr().err
+    assert main(["play", "--world", str(tmp_path), "--context-mask", "1"]) == 2
+    assert "--context-mask" in capsys.readouterr().err
+
+
+def test_cli_context_mask_reaches_the_served_world(world, tmp_path, monkeypatch):
+    """play --context-mask overrides the world's config.json value; without it the world's
+    own value stays (here 0.25), and the page is told which."""
+    world.config.sampling.context_mask = 0.25
+    path = world.save(tmp_path / "w")
+    served = {}
+
+    async def fake_serve(server, *_args) -> None:
+        served["mask"] = server.world.dynamics.context_mask
+        served["info"] = server._info(SimpleNamespace(session=server.world.new_session()))
+
+    monkeypatch.setattr("opengenie.play.cli._serve", fake_serve)
+    assert main(["play", "--world", str(path), "--no-browser", "--context-mask", "0.5"]) == 0
+    assert served["mask"] == 0.5 and served["info"]["context_mask"] == 0.5
+    assert main(["play", "--world", str(path), "--no-browser"]) == 0
+    assert served["mask"] == 0.25
 
 
 def test_cli_guidance_needs_a_world_that_knows_standing_still(world, tmp_path, capsys):
@@ -542,6 +563,26 @@ def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path)
     assert report["delta_psnr_at_paper_steps"]["value"] == 3.4
     assert main([*args[:-2], "--steps", "3"]) == 0  # eval did not measure 3 steps
     assert json.loads(out.read_text())["delta_psnr_at_play_defaults"] is None
+
+
+def test_bench_play_joins_eval_figures_measured_at_the_worlds_context_mask(world, tmp_path):
+    """A world played with sampling.context_mask gets eval's figures measured with the same
+    share only: an entry measured with whole context frames is not its quality."""
+    world.config.sampling.context_mask = 0.5
+    path = world.save(tmp_path / "hiding")
+    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
+    extra = {**delta, "value": 3.1, "steps": 2}
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(path), "--out", str(out), "--steps", "2"]
+    args += ["--frames", "1", "--rounds", "1", "--sweep", "2"]
+    for share, joined in ((0.0, None), (0.5, 3.1)):
+        hidden = {**extra, "context_mask": share}
+        metrics = _eval_metrics(tmp_path, {**delta, "context_mask": share}, hidden)
+        assert main([*args, "--eval-metrics", str(metrics)]) == 0
+        report = json.loads(out.read_text())
+        assert report["play_defaults"]["context_mask"] == 0.5
+        found = report["delta_psnr_at_play_defaults"]
+        assert (found and found["value"]) == joined
 
 
 def test_bench_play_sweep_joins_eval_quality_per_steps(saved_world, tmp_path):

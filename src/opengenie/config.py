@@ -103,6 +103,10 @@ class DynamicsConfig:
     action_mode: Literal["add", "token"] = "add"  # paper: additive; "token": one prepended token
     mask_rate_min: float = 0.5  # MaskGIT training mask rate ~ U(min, max), drawn per sample
     mask_rate_max: float = 1.0
+    # Share of frames after the first left whole in training, as clean context for the masked
+    # ones (0: the paper's recipe, every frame masked at the sample's rate). Play and eval
+    # predict from whole frames, which that recipe never shows the model.
+    clean_context: float = 0.0
 
 
 # MaskGIT steps a frame takes in play (and eval's extra ΔtPSNR beside the paper's 25): picked
@@ -118,6 +122,10 @@ class SamplingConfig:
     # Action guidance (not in the paper): logits(a) + w (logits(a) - logits(standing still)),
     # what a key changes against not pressing one, amplified; 0 is the paper's sampler.
     guidance: float = 0.0
+    # Share of each earlier frame's tokens (all but the first) hidden from the dynamics model
+    # as it predicts the next: training hides 50-100% of them (dynamics.mask_rate_*), so whole
+    # earlier frames are outside what it learnt from. 0: the paper's sampler.
+    context_mask: float = 0.0
 
 
 @dataclass
@@ -222,11 +230,15 @@ class GenieConfig:
             raise UserError(f"dynamics.action_mode must be 'add' or 'token', got {d.action_mode!r}")
         if not 0.0 <= d.mask_rate_min <= d.mask_rate_max <= 1.0:
             raise UserError("need 0 <= dynamics.mask_rate_min <= mask_rate_max <= 1")
+        if not 0.0 <= d.clean_context < 1.0:
+            raise UserError(f"dynamics.clean_context must be in [0, 1), got {d.clean_context}")
         s = self.sampling
         if s.steps < 1 or s.temperature <= 0 or s.mode not in ("random", "argmax"):
             raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")
         if not s.guidance >= 0:
             raise UserError(f"sampling.guidance must be >= 0, got {s.guidance}")
+        if not 0.0 <= s.context_mask < 1.0:
+            raise UserError(f"sampling.context_mask must be in [0, 1), got {s.context_mask}")
         for name in ("tokenizer_optim", "dynamics_optim"):
             o = getattr(self, name)
             if o.lr <= 0 or o.min_lr < 0 or o.batch_size < 1 or o.steps < 1 or o.warmup_steps < 0:

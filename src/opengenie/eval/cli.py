@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from opengenie.errors import UserError
-from opengenie.options import GUIDANCE, SEED, STEPS, TEMPERATURE, at_least
+from opengenie.options import CONTEXT_MASK, GUIDANCE, SEED, STEPS, TEMPERATURE, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DESCRIPTION = """Evaluate a world with the project's protocol (docs/EVAL.md): tokenizer PSNR/SSIM,
@@ -59,6 +59,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="action guidance in every rollout: logits(a) + w (logits(a) - logits(standing "
         "still)); 0, the protocol's, unless you measure a world played with it (0)",
+    )
+    p.add_argument(
+        "--context-mask",
+        type=CONTEXT_MASK.arg("--context-mask"),
+        default=0.0,
+        help="share of each earlier frame's tokens hidden from the dynamics model in every "
+        "rollout, as its training hides them (the first frame stays whole); 0, the protocol's, "
+        "unless you measure a world played with it (0)",
     )
     p.add_argument(
         "--t", type=at_least(1).arg("--t"), default=4, help="frame ΔtPSNR scores (protocol: 4)"
@@ -141,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         temperature=args.temperature,
         guidance=args.guidance,
+        context_mask=args.context_mask,
         extra=extra,
         batch_size=args.batch_size,
         fvd_clips=args.fvd_clips,

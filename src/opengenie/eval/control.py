@@ -272,6 +272,7 @@ def control_section(
             "temperature": s.temperature,
             "mode": s.mode,
             "guidance": s.guidance,
+            "context_mask": getattr(world.dynamics, "context_mask", 0.0),
             "seed": s.seed,
             "moving_px": MOVING_PX,
             "tolerance": f"max({TOLERANCE_PX:g} px, {TOLERANCE_SHARE:.0%} of the game's scroll)",
@@ -283,7 +284,13 @@ def control_section(
         other, _ = _movement_stats(held, keys, cases, rollouts(e), stride, ceiling)
         bars = control_bars({**metrics, "movements": other})
         metrics["extra"].append(
-            {"steps": e.steps, "temperature": e.temperature, "guidance": e.guidance, "bars": bars}
+            {
+                "steps": e.steps,
+                "temperature": e.temperature,
+                "guidance": e.guidance,
+                "context_mask": metrics["settings"]["context_mask"],
+                "bars": bars,
+            }
         )
     return metrics, pictures
 

@@ -127,7 +127,9 @@ def delta_entry(k: Sampling, scores: RolloutScores, s: EvalSettings) -> dict[str
         "temperature": k[1],
         "mode": s.mode,
         "guidance": s.guidance,
+        "context_mask": s.context_mask,
         "clips": int(d.size),
         "label": f"steps={k[0]}, temperature={k[1]:g}"
-        + (f", guidance={s.guidance:g}" if s.guidance else ""),
+        + (f", guidance={s.guidance:g}" if s.guidance else "")
+        + (f", context_mask={s.context_mask:g}" if s.context_mask else ""),
     }

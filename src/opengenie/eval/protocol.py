@@ -128,6 +128,7 @@ def evaluate(
     ``config.frames/image_size``. ``fvd`` None leaves FVD out (``value`` null, with the reason).
     """
     s = settings.check()
+    world.dynamics.context_mask = s.context_mask  # every rollout below sees its context so
     timer = _Timer()
     device = world.device if hasattr(world, "device") else torch.device("cpu")
     size = int(world.config.image_size)
@@ -246,6 +247,7 @@ def _settings_entry(
         "temperature": s.temperature,
         "mode": s.mode,
         "guidance": s.guidance,
+        "context_mask": s.context_mask,
         "protocol": s.is_protocol,
         "extra": [{"steps": k[0], "temperature": k[1]} for k in s.samplings[1:]],
         "random_actions": "uniform over codes_used",

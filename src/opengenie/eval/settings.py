@@ -29,6 +29,7 @@ class EvalSettings:
     temperature: float = PROTOCOL_TEMPERATURE
     mode: str = PROTOCOL_MODE
     guidance: float = 0.0  # action guidance in every rollout (maskgit.guided); the paper's 0
+    context_mask: float = 0.0  # share of earlier frames' tokens hidden (Dynamics.hide_context)
     extra: list[tuple[int, float]] = field(default_factory=lambda: [(PLAY_STEPS, 1.0)])
     batch_size: int = 32
     fvd_clips: int | None = None  # None: all clips; 0: skip FVD
@@ -52,6 +53,8 @@ class EvalSettings:
                 raise UserError(f"temperature must be > 0, got {temperature}")
         if not 0 <= self.guidance <= 10:
             raise UserError(f"--guidance must be in 0..10, got {self.guidance}")
+        if not 0 <= self.context_mask < 1:
+            raise UserError(f"--context-mask must be in [0, 1), got {self.context_mask}")
         if self.mode not in ("random", "argmax"):
             raise UserError(f"mode must be 'random' or 'argmax', got {self.mode!r}")
         if self.batch_size < 1:
@@ -73,6 +76,7 @@ class EvalSettings:
             and self.temperature == PROTOCOL_TEMPERATURE
             and self.mode == PROTOCOL_MODE
             and self.guidance == 0
+            and self.context_mask == 0
             and self.used_code_fraction == USED_CODE_FRACTION
             and self.clip_frames == CLIP_FRAMES
         )

@@ -25,6 +25,8 @@ class Dynamics(nn.Module):
         self.mask_id = self.num_codes  # the extra embedding row is the learned mask token
         self.action_mode = cfg.action_mode
         self.mask_rate = (cfg.mask_rate_min, cfg.mask_rate_max)
+        self.clean_context = cfg.clean_context
+        self.context_mask = config.sampling.context_mask  # inference: see hide_context
         tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
         self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
         self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
@@ -80,7 +82,23 @@ class Dynamics(nn.Module):
         """Append a final frame, tokens (B, 1, N) reached by action (B, A) (None: the first
         frame), to the cache: what step_logits(..., update_cache=True) stores, with no logits."""
         emb = self._step_action(action, tokens.shape[0])  # (B, 1, D)
+        if action is not None:
+            tokens = self.hide_context(tokens, cache.next_pos)
         self.transformer.commit(self._embed(tokens, emb), cache)
+
+    def hide_context(self, tokens: torch.Tensor, first: int) -> torch.Tensor:
+        """Context frames (B, T, N), the first of them frame number `first`, as the model is to
+        see them: a share `context_mask` of each frame's tokens (none of frame 0's) replaced by
+        the mask token, as training hides them. The pattern depends on the frame's number only,
+        so rollouts are reproducible and the cached and recomputed ones agree."""
+        if not self.context_mask:
+            return tokens
+        b, t, n = tokens.shape
+        hidden = torch.zeros(b, t, n, dtype=torch.bool)
+        for i in range(max(0, 1 - first), t):
+            pattern = torch.Generator().manual_seed(first + i)
+            hidden[:, i] = torch.rand(b, n, generator=pattern) < self.context_mask
+        return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)
 
     def masked_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
@@ -88,13 +106,19 @@ class Dynamics(nn.Module):
         """MaskGIT training loss on a clip: tokens (B, T, N), actions (B, T-1, A).
 
         Each sample draws its own mask rate from U(min, max) (Jasmine #101); frame 0 is never
-        masked (it is the context); cross-entropy counts masked tokens only.
+        masked (it is the context), nor is a share `clean_context` of the other frames (whole
+        context, as in play); cross-entropy counts masked tokens only.
         """
         b, t, n = tokens.shape
         low, high = self.mask_rate
-        rate = low + (high - low) * torch.rand(b, generator=generator, device=tokens.device)
-        mask = torch.rand(b, t, n, generator=generator, device=tokens.device) < rate[:, None, None]
+        device = tokens.device
+        rate = low + (high - low) * torch.rand(b, generator=generator, device=device)
+        mask = torch.rand(b, t, n, generator=generator, device=device) < rate[:, None, None]
         mask[:, 0] = False
+        if self.clean_context:
+            clean = torch.rand(b, t, generator=generator, device=device) < self.clean_context
+            clean[:, -1] &= ~clean[:, 1:-1].all(dim=1)  # some frame of each clip stays a target
+            mask &= ~clean[:, :, None]
         logits = self.logits(tokens.masked_fill(mask, self.mask_id), actions)  # (B, T, N, V)
         picked, target = logits[mask].float(), tokens[mask]
         loss = F.cross_entropy(picked, target)

@@ -108,6 +108,7 @@ def rollout(
         t = tokens.shape[1]
         start = max(0, t + 1 - window)
         context, acts = tokens[:, start:], actions[:, start:t]  # acts lead into frames start+1..t
+        context = dynamics.hide_context(context, start)
 
         def logits_fn(current: torch.Tensor, context=context, acts=acts) -> torch.Tensor:
             clip = torch.cat((context, current[:, None]), dim=1)  # (B, t'+1, N)

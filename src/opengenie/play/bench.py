@@ -135,48 +135,57 @@ class _Recompute:
         return w.tokenizer.decode(window)[0, -1].numpy()
 
 
-def _same_sampling(entry: dict, steps: int, temperature: float, guidance: float) -> bool:
-    """Whether an eval entry was measured at these settings (older ones had no guidance)."""
+def _same_sampling(
+    entry: dict, steps: int, temperature: float, guidance: float, context_mask: float
+) -> bool:
+    """Whether an eval entry was measured at these settings (older ones had no guidance and
+    no context mask)."""
     return (
         entry.get("steps") == steps
         and entry.get("temperature") == temperature
         and entry.get("guidance", 0.0) == guidance
+        and entry.get("context_mask", 0.0) == context_mask
     )
 
 
 def eval_delta_psnr(
-    metrics: dict, steps: int, temperature: float, guidance: float = 0.0
+    metrics: dict, steps: int, temperature: float, guidance: float = 0.0, context_mask: float = 0.0
 ) -> dict | None:
     """The ΔtPSNR entry `opengenie eval` measured at these sampling settings, if it did."""
     dynamics = metrics.get("dynamics") or {}
     entries = [dynamics.get("delta_t_psnr") or {}, *(dynamics.get("delta_t_psnr_extra") or [])]
     for entry in entries:
-        if _same_sampling(entry, steps, temperature, guidance):
+        if _same_sampling(entry, steps, temperature, guidance, context_mask):
             keys = ("value", "ci_low", "ci_high", "frame_psnr", "t", "clips", "steps")
             return {k: entry[k] for k in keys if k in entry}
     return None
 
 
 def eval_control_bars(
-    metrics: dict, steps: int, temperature: float, guidance: float = 0.0
+    metrics: dict, steps: int, temperature: float, guidance: float = 0.0, context_mask: float = 0.0
 ) -> dict | None:
     """The control bars `opengenie eval` measured at these sampling settings, if it did."""
     control = metrics.get("control") or {}
-    if _same_sampling(control.get("settings") or {}, steps, temperature, guidance):
+    same = (steps, temperature, guidance, context_mask)
+    if _same_sampling(control.get("settings") or {}, *same):
         return control.get("bars")
     for entry in control.get("extra") or []:
-        if _same_sampling(entry, steps, temperature, guidance):
+        if _same_sampling(entry, *same):
             return entry.get("bars")
     return None
 
 
 def quality_speed_table(
-    metrics: dict, fps: dict[int, dict], temperature: float, guidance: float = 0.0
+    metrics: dict,
+    fps: dict[int, dict],
+    temperature: float,
+    guidance: float = 0.0,
+    context_mask: float = 0.0,
 ) -> list[dict]:
     """One row per MaskGIT steps: frames/s beside eval's figures at the same steps."""
     rows = []
     for steps, speed in sorted(fps.items()):
-        delta = eval_delta_psnr(metrics, steps, temperature, guidance)
+        delta = eval_delta_psnr(metrics, steps, temperature, guidance, context_mask)
         rows.append(
             {
                 "steps": steps,
@@ -184,7 +193,9 @@ def quality_speed_table(
                 "ms_per_frame_median": speed["ms_per_frame_median"],
                 "delta_t_psnr": delta,
                 "frame_psnr": None if delta is None else delta.get("frame_psnr"),
-                "control_bars": eval_control_bars(metrics, steps, temperature, guidance),
+                "control_bars": eval_control_bars(
+                    metrics, steps, temperature, guidance, context_mask
+                ),
             }
         )
     return rows
@@ -221,6 +232,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     fp32.sampling.guidance = guidance  # every session and the recompute path sample so
     if guidance:
         fp32.guidance_reference()  # a one-line error for a world with no still action
+    context_mask = fp32.dynamics.context_mask  # the world's, as play uses it
     # Play's default precision as play resolves it here (bf16 only where it is faster).
     play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
     worlds = {"float32": fp32}
@@ -302,16 +314,17 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "temperature": fp32.sampling.temperature,
             "mode": fp32.sampling.mode,
             "guidance": guidance,
+            "context_mask": context_mask,
             "dynamics_dtype": play_dtype,
             "threads": args.threads,
         },
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).
         "eval_metrics": metrics_source,
         "delta_psnr_at_play_defaults": eval_delta_psnr(
-            metrics, args.steps, fp32.sampling.temperature, guidance
+            metrics, args.steps, fp32.sampling.temperature, guidance, context_mask
         ),
         "delta_psnr_at_paper_steps": eval_delta_psnr(
-            metrics, PAPER_STEPS, fp32.sampling.temperature, guidance
+            metrics, PAPER_STEPS, fp32.sampling.temperature, guidance, context_mask
         ),
         "settings": {},
         "cache_speedup": {},
@@ -336,7 +349,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
         }
     sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
     report["quality_speed"] = quality_speed_table(
-        metrics, sweep_fps, fp32.sampling.temperature, guidance
+        metrics, sweep_fps, fp32.sampling.temperature, guidance, context_mask
     )
     report["summary"] = {
         "default_frames_per_s": report["settings"]["default"]["frames_per_s"],

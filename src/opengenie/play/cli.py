@@ -14,7 +14,15 @@ from pathlib import Path
 
 from opengenie.config import PLAY_STEPS
 from opengenie.errors import UserError
-from opengenie.options import GUIDANCE, PORT, STEPS, TEMPERATURE, UPLOAD_MB, at_least
+from opengenie.options import (
+    CONTEXT_MASK,
+    GUIDANCE,
+    PORT,
+    STEPS,
+    TEMPERATURE,
+    UPLOAD_MB,
+    at_least,
+)
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DEFAULT_STEPS = PLAY_STEPS  # MaskGIT steps per frame in play (config.PLAY_STEPS, see PLAY.md)
@@ -55,6 +63,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=GUIDANCE.arg("--guidance"),
         help=f"initial action guidance, {GUIDANCE.describe()}: logits(key) + w (logits(key) - "
         "logits(standing still)), so a held key moves the world further (default: the world's)",
+    )
+    p.add_argument(
+        "--context-mask",
+        type=CONTEXT_MASK.arg("--context-mask"),
+        help=f"share of each earlier frame's tokens hidden from the dynamics model, as its "
+        f"training hides them, {CONTEXT_MASK.describe()} (default: the world's)",
     )
     p.add_argument(
         "--precision",
@@ -103,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_flush_denormal(True)  # denormals made CPU steps several times slower here
     world = World.load(args.world, device=args.device)
+    if args.context_mask is not None:
+        world.dynamics.context_mask = args.context_mask
     if resolve_precision(args.precision, args.device) == "bf16":
         world.set_dynamics_dtype(torch.bfloat16)
     prompt_path = args.prompt or world_prompt(args.world)  # a world may ship its start frame

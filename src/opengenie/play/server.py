@@ -226,6 +226,7 @@ class PlayServer:
             "window": cfg.frames,
             "fps_trained": cfg.fps,
             "frame_skip": cfg.frame_skip,  # game frames per world step
+            "context_mask": self.world.dynamics.context_mask,  # the same for every tab
             "settings": {
                 "steps": s.steps,
                 "temperature": s.temperature,
