@@ -160,7 +160,7 @@ def test_a_label_code_world_pairs_keys_with_its_label_codes(small_config) -> Non
     assert how == LIFT_PAIRING and keys["right"] == 3
 
 
-def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
+def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) -> None:
     """--init-from WORLD keeps the World's sizes but the new run's LAM training choices and
     frame skip: here label codes on a world trained without them, and the head it had is
     dropped."""
@@ -171,9 +171,11 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
     base = _labelled_world(tmp_path, steps=1)
     tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
     tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2"]
+    tuned += ["--set", "dynamics.clean_context=0.5"]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
     world = World.load(tmp_path / "w2")
     assert world.config.lam.label_fraction == 1.0 and world.config.lam.label_codes
+    assert world.config.dynamics.clean_context == 0.5  # the new run's masking, too
     assert world.lam.label_head is None
     assert world.config.frame_skip == 2  # the new run's frame skip, on the World's sizes
     source = World.load(tmp_path / "w")
@@ -181,3 +183,8 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path) -> None:
         world.tokenizer.state_dict()["quantizer.embedding"],
         source.tokenizer.state_dict()["quantizer.embedding"],
     )
+    # A size cannot follow the new run: said in one line, not silently kept.
+    resized = [*tuned, "--set", "dynamics.ffn=96"]
+    assert main(["train", "dynamics", "--out", str(tmp_path / "w3"), *base, *resized]) == 2
+    err = capsys.readouterr().err
+    assert "--set dynamics.ffn does not apply with --init-from" in err and "Traceback" not in err

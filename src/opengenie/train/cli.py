@@ -90,6 +90,7 @@ def _phase_args(args: argparse.Namespace, out: str, resume: bool):
         resume=resume,
         val_data=args.val_data,
         init_from=args.init_from,
+        overrides=list(args.set or []),
     )
 
 

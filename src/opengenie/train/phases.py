@@ -4,7 +4,7 @@ dynamics model on the frozen tokenizer's tokens. Phase 2 writes a self-contained
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ class PhaseArgs:
     resume: bool = False
     val_data: str | None = None  # default: the val split of --data, when it has one
     init_from: str | None = None  # a World (or tokenizer run) to fine-tune from
+    overrides: list[str] = field(default_factory=list)  # the --set items behind `config`
 
 
 def available_memory_bytes() -> int | None:
@@ -218,6 +219,21 @@ LAM_TRAINING_CHOICES = (
     "label_weight",
     "label_codes",
 )
+DYNAMICS_TRAINING_CHOICES = ("mask_rate_min", "mask_rate_max", "clean_context")
+
+
+def _check_overrides_kept(config: GenieConfig, wanted: GenieConfig, overrides: list[str]) -> None:
+    """A one-line error for a --set that fine-tuning a World cannot honour (a size)."""
+    have, want = config.to_dict(), wanted.to_dict()
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        a, b = have, want
+        for part in key.split("."):
+            a, b = a[part], b[part]
+        if a != b:
+            raise UserError(
+                f"--set {key} does not apply with --init-from: the World's value ({a}) is kept"
+            )
 
 
 class CoTraining(nn.Module):
@@ -262,7 +278,10 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         config.frame_skip = args.config.frame_skip
         for name in LAM_TRAINING_CHOICES:
             setattr(config.lam, name, getattr(args.config.lam, name))
+        for name in DYNAMICS_TRAINING_CHOICES:
+            setattr(config.dynamics, name, getattr(args.config.dynamics, name))
         config.validate()
+        _check_overrides_kept(config, args.config, args.overrides)
         world = World(config)
         ckpt.load_weights(Path(args.init_from), world, optional=("lam.label_head.",))
     else:
