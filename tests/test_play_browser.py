@@ -324,16 +324,12 @@ def _canvas_pixels(driver) -> np.ndarray:
     return np.asarray(image)  # (64, 64, 3): the canvas holds the frame at its own size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue #14: on level 200000 (the default prompt) the shipped world scrolls with → "
-    "(14.5 px against the game's 15.0 at play's 2 MaskGIT steps) but its scene drifts 10 px "
-    "down where the game stays on the ground; strict, so this fails once the world holds it",
-)
 def test_holding_right_scrolls_the_shipped_world_as_the_game(shipped_server, browser):
     """Hold → in the browser from the shipped prompt (the first frame of test level 200000)
-    and compare the scene's scroll on the canvas with the game's own for as many frames."""
+    and compare the scene's scroll on the canvas with the game's own for as many frames.
+    (A strict xfail until play hid part of its context frames, sampling.context_mask 0.5:
+    before, the scene sank 4 px on average and held in 9 of 20 seeds; now 17 of 20, and the
+    page's own seed holds in bf16 and fp32.)"""
     pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
