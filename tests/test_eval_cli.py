@@ -166,6 +166,15 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     assert json.loads((tmp_path / "r0" / "metrics.json").read_text())["control"] is None
 
 
+def _quick_eval(root, world: str, out: str, *extra: str) -> dict:
+    """A 5-clip, 2-step eval of root/world on root/data without FVD; its metrics."""
+    args = ["eval", "--world", str(root / world), "--data", str(root / "data")]
+    args += ["--batch-size", "5", "--steps", "2", "--quiet", "--clips", "5"]
+    args += ["--fvd-clips", "0", "--extra-steps", "", *extra, "--out", str(root / out)]
+    assert main(args) == 0
+    return json.loads((root / out / "metrics.json").read_text())
+
+
 def test_eval_guidance_changes_the_rollouts_and_is_recorded(setup, capsys) -> None:
     """--guidance reaches every rollout (other ΔtPSNR frames than without), is written to the
     settings and makes the run non-protocol; a world that does not know which action stands
@@ -177,14 +186,8 @@ def test_eval_guidance_changes_the_rollouts_and_is_recorded(setup, capsys) -> No
     world = World.load(root / "world")
     world.action_map = {"names": {"1": "none"}, "keys": {"none": 1}}
     world.save(root / "paired")
-    runs = {}
-    for guidance in ("2", "0"):  # eval rewrites action_map.json from this data: guided first
-        out = root / f"guided{guidance}"
-        args = ["eval", "--world", str(root / "paired"), "--data", str(root / "data")]
-        args += ["--batch-size", "5", "--steps", "2", "--quiet", "--clips", "5"]
-        args += ["--fvd-clips", "0", "--extra-steps", "", "--guidance", guidance]
-        assert main([*args, "--out", str(out)]) == 0
-        runs[guidance] = json.loads((out / "metrics.json").read_text())
+    # eval rewrites action_map.json from this data: guided first
+    runs = {g: _quick_eval(root, "paired", f"guided{g}", "--guidance", g) for g in ("2", "0")}
     assert runs["2"]["settings"]["guidance"] == 2.0 and runs["0"]["settings"]["guidance"] == 0
     assert runs["2"]["dynamics"]["delta_t_psnr"]["guidance"] == 2.0
     plain, guided = (runs[g]["dynamics"]["delta_t_psnr"]["frame_psnr"] for g in ("0", "2"))
@@ -193,16 +196,9 @@ def test_eval_guidance_changes_the_rollouts_and_is_recorded(setup, capsys) -> No
 
 def test_eval_context_mask_changes_the_rollouts_and_is_recorded(setup) -> None:
     """--context-mask hides a share of every earlier frame's tokens in every rollout: other
-    ΔtPSNR frames than without, recorded in the settings and the ΔtPSNR entry, non-protocol."""
+    ΔtPSNR frames than without, recorded in the settings and the ΔtPSNR entry."""
     root = setup
-    runs = {}
-    for share in ("0.5", "0"):
-        out = root / f"hidden{share}"
-        args = ["eval", "--world", str(root / "world"), "--data", str(root / "data")]
-        args += ["--batch-size", "5", "--steps", "2", "--quiet", "--clips", "5"]
-        args += ["--fvd-clips", "0", "--extra-steps", "", "--context-mask", share]
-        assert main([*args, "--out", str(out)]) == 0
-        runs[share] = json.loads((out / "metrics.json").read_text())
+    runs = {c: _quick_eval(root, "world", f"hidden{c}", "--context-mask", c) for c in ("0.5", "0")}
     assert runs["0.5"]["settings"]["context_mask"] == 0.5
     assert runs["0.5"]["dynamics"]["delta_t_psnr"]["context_mask"] == 0.5
     assert runs["0"]["settings"]["context_mask"] == 0.0
