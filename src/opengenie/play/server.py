@@ -54,6 +54,13 @@ MAX_STEPS = STEPS.high  # MaskGIT steps a tab may ask for (more only makes it sl
 TEMPERATURE_RANGE = (TEMPERATURE.low, TEMPERATURE.high)
 
 
+def _call_once(call: list) -> Any:
+    """Run the one call in `call`, emptying it first: a pool thread may hold its work item a
+    while after the result is back, and that item then no longer keeps a session alive."""
+    fn, args = call.pop()
+    return fn(*args)
+
+
 @dataclass
 class PlayOptions:
     """Server-wide settings; each tab starts from `steps`/`temperature`/`mode`/`guidance`
@@ -248,7 +255,7 @@ class PlayServer:
         loop = asyncio.get_running_loop()
         async with player.lock:
             start = time.perf_counter()
-            result = await loop.run_in_executor(self.executor, fn, *args)
+            result = await loop.run_in_executor(self.executor, _call_once, [(fn, args)])
             player.last_step_s = time.perf_counter() - start
             return result
 
