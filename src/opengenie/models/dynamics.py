@@ -80,7 +80,7 @@ class Dynamics(nn.Module):
 
     def commit(self, tokens: torch.Tensor, action: torch.Tensor | None, cache: KVCache) -> None:
         """Append a final frame, tokens (B, 1, N) reached by action (B, A) (None: the first
-        frame), to the cache: what step_logits(..., update_cache=True) stores, with no logits."""
+        frame), to the cache as later frames are to see it (`hide_context`), with no logits."""
         emb = self._step_action(action, tokens.shape[0])  # (B, 1, D)
         if action is not None:
             tokens = self.hide_context(tokens, cache.next_pos)
