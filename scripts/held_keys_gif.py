@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from opengenie.eval.control import movement_code
 from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
 from opengenie.models import World
+from opengenie.options import CONTEXT_MASK
 from opengenie.play.cli import DEFAULT_STEPS
 from opengenie.precision import resolve_precision
 
@@ -45,7 +46,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="MaskGIT steps (play's)")
     p.add_argument("--guidance", type=float, help="action guidance (default: the world's)")
     p.add_argument(
-        "--context-mask", type=float, help="share of context tokens hidden (default: the world's)"
+        "--context-mask",
+        type=CONTEXT_MASK.arg("--context-mask"),
+        help="share of context tokens hidden (default: the world's)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=4)

@@ -19,6 +19,7 @@ import torch
 from opengenie.eval.control import ControlSettings, control_section
 from opengenie.eval.held_keys import record_held_keys
 from opengenie.models import World
+from opengenie.options import CONTEXT_MASK
 
 FIRST_TEST_LEVEL = 200000  # CoinRun's test levels, as eval's control section on data/coinrun_test
 
@@ -31,9 +32,12 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
     p.add_argument("--guidance", type=float, default=0.0, help="action guidance (0: none)")
     p.add_argument(
-        "--context-mask", type=float, default=0.0, help="share of context tokens hidden (0: none)"
+        "--context-mask",
+        type=CONTEXT_MASK.arg("--context-mask"),
+        default=0.0,
+        help="share of context tokens hidden (0: none)",
     )
-    p.add_argument("--out", type=Path, help="JSON of each world's bars")
+    p.add_argument("--out", type=Path, help="JSON of each world's control section (bars first)")
     args = p.parse_args()
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
     levels = np.arange(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels)
@@ -46,7 +50,7 @@ def main() -> None:
         world.dynamics.context_mask = args.context_mask
         control, _ = control_section(world, held, settings, precision, progress=False)
         bars = control["bars"]
-        results[name] = bars
+        results[name] = {"bars": bars, **control}  # per movement: the world's and game's scroll
         print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in bars.items()})
         if args.out:  # after each world: a long run keeps what it measured
             args.out.parent.mkdir(parents=True, exist_ok=True)

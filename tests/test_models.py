@@ -341,6 +341,9 @@ def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_con
     assert 0.35 < float(hidden[:, 1:].float().mean()) < 0.65
     assert torch.equal(dyn.hide_context(tokens[:, 2:], 2), seen[:, 2:])  # by frame number
     assert torch.equal(dyn.hide_context(tokens, 1)[:, 0] == dyn.mask_id, hidden[:, 1])
+    # Every row alike, as play's one row: eval's figures do not depend on how clips are batched.
+    assert torch.equal(hidden, hidden[:1].expand_as(hidden))
+    assert torch.equal(dyn.hide_context(tokens[3:], 0) == dyn.mask_id, hidden[:1])
     dyn.context_mask = 0.0
     assert torch.equal(dyn.hide_context(tokens, 0), tokens)
 

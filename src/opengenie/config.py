@@ -112,6 +112,9 @@ class DynamicsConfig:
 # MaskGIT steps a frame takes in play (and eval's extra ΔtPSNR beside the paper's 25): picked
 # from the quality-speed table in docs/PLAY.md (`opengenie bench play`, `opengenie eval`).
 PLAY_STEPS = 2
+# The most of each context frame that sampling may hide: a frame must keep some tokens to say
+# anything (config, eval's and play's options share this bound).
+CONTEXT_MASK_MAX = 0.95
 
 
 @dataclass
@@ -237,8 +240,10 @@ class GenieConfig:
             raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")
         if not s.guidance >= 0:
             raise UserError(f"sampling.guidance must be >= 0, got {s.guidance}")
-        if not 0.0 <= s.context_mask < 1.0:
-            raise UserError(f"sampling.context_mask must be in [0, 1), got {s.context_mask}")
+        if not 0.0 <= s.context_mask <= CONTEXT_MASK_MAX:
+            raise UserError(
+                f"sampling.context_mask must be in [0, {CONTEXT_MASK_MAX}], got {s.context_mask}"
+            )
         for name in ("tokenizer_optim", "dynamics_optim"):
             o = getattr(self, name)
             if o.lr <= 0 or o.min_lr < 0 or o.batch_size < 1 or o.steps < 1 or o.warmup_steps < 0:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opengenie.config import CONTEXT_MASK_MAX
 from opengenie.errors import UserError
 
 
@@ -102,7 +103,7 @@ def at_least(low: int) -> Number:
 STEPS = Number(integer=True, low=1, high=100)  # MaskGIT steps per frame; more is only slower
 TEMPERATURE = Number(integer=False, low=0.01, high=10.0)
 GUIDANCE = Number(integer=False, low=0.0, high=10.0)  # action guidance weight (0: none)
-CONTEXT_MASK = Number(integer=False, low=0.0, high=0.95)  # share of context tokens hidden
+CONTEXT_MASK = Number(integer=False, low=0.0, high=CONTEXT_MASK_MAX)  # share of context hidden
 SEED = Number(integer=True, low=0, high=2**63 - 1)
 PORT = Number(integer=True, low=0, high=65535)
 UPLOAD_MB = Number(integer=False, low=0.0, high=1024.0, above_low=True)

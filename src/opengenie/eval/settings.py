@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from opengenie.config import PLAY_STEPS  # reported beside the protocol's 25 steps
+from opengenie.config import CONTEXT_MASK_MAX, PLAY_STEPS  # PLAY_STEPS: beside the protocol's 25
 from opengenie.errors import UserError
 
 CLIP_FRAMES = 16  # the protocol's clip length (tokenizer, rollouts and FVD)
@@ -53,8 +53,9 @@ class EvalSettings:
                 raise UserError(f"temperature must be > 0, got {temperature}")
         if not 0 <= self.guidance <= 10:
             raise UserError(f"--guidance must be in 0..10, got {self.guidance}")
-        if not 0 <= self.context_mask < 1:
-            raise UserError(f"--context-mask must be in [0, 1), got {self.context_mask}")
+        if not 0 <= self.context_mask <= CONTEXT_MASK_MAX:
+            top = CONTEXT_MASK_MAX
+            raise UserError(f"--context-mask must be in [0, {top}], got {self.context_mask}")
         if self.mode not in ("random", "argmax"):
             raise UserError(f"mode must be 'random' or 'argmax', got {self.mode!r}")
         if self.batch_size < 1:

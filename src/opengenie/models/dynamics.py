@@ -89,15 +89,16 @@ class Dynamics(nn.Module):
     def hide_context(self, tokens: torch.Tensor, first: int) -> torch.Tensor:
         """Context frames (B, T, N), the first of them frame number `first`, as the model is to
         see them: a share `context_mask` of each frame's tokens (none of frame 0's) replaced by
-        the mask token, as training hides them. The pattern depends on the frame's number only,
-        so rollouts are reproducible and the cached and recomputed ones agree."""
+        the mask token, as training hides them. The pattern depends on the frame's number only
+        (every row of a batch alike), so rollouts are reproducible, do not depend on how clips
+        are batched, and the cached and recomputed ones agree."""
         if not self.context_mask:
             return tokens
         b, t, n = tokens.shape
         hidden = torch.zeros(b, t, n, dtype=torch.bool)
         for i in range(max(0, 1 - first), t):
             pattern = torch.Generator().manual_seed(first + i)
-            hidden[:, i] = torch.rand(b, n, generator=pattern) < self.context_mask
+            hidden[:, i] = torch.rand(1, n, generator=pattern) < self.context_mask  # (1, N)
         return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)
 
     def masked_loss(

@@ -97,7 +97,9 @@ def rollout(
     """Generate frames one by one by recomputing over the last `window` frames (no cache).
 
     prompt: tokens (B, t0, N); actions: code vectors (B, t0 - 1 + F, A), one per transition.
-    Returns tokens (B, t0 + F, N). Past the window only the latest frames are re-encoded.
+    Returns tokens (B, t0 + F, N). Past the window only the latest frames are re-encoded, and
+    the window's first frame is then hidden too (`Dynamics.hide_context` numbers frames from the
+    rollout's start); the cached path agrees with this one inside the window only.
     With `guidance` > 0, sampling is guided against the still action's vector `still` (1, A).
     """
     b, t0, n = prompt.shape

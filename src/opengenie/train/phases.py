@@ -223,7 +223,8 @@ DYNAMICS_TRAINING_CHOICES = ("mask_rate_min", "mask_rate_max", "clean_context")
 
 
 def _check_overrides_kept(config: GenieConfig, wanted: GenieConfig, overrides: list[str]) -> None:
-    """A one-line error for a --set that fine-tuning a World cannot honour (a size)."""
+    """A one-line error for a --set that fine-tuning a World cannot honour: anything the World
+    fixes and the new run does not carry over (sizes, sampling settings)."""
     have, want = config.to_dict(), wanted.to_dict()
     for item in overrides:
         key = item.partition("=")[0].strip()
