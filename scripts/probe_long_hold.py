@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Hold one key for many world steps from CoinRun level starts, in the game and in each world,
+as a player holding → in `make play` does (issue 14). Eval's control section scores 16 game
+frames (4 world steps at frame skip 4); this scores a longer hold, one world step at a time.
+
+Per level: the game and the world (play's path: World.reset/step, bf16 dynamics, a seed per
+level) each hold the key for --hold world steps; the scene's scroll is summed over the steps
+(eval.scroll.estimate_scroll between consecutive frames, so it is not capped at a frame's
+reach). A level counts where the world's summed dx has the game's sign and lies within
+max(4 px, 40%) of it, and its summed dy within 4 px of the game's.
+
+  python scripts/probe_long_hold.py shipped runs/w --levels 48 --guidance 0.25 --context-mask 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
+from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
+from opengenie.eval.scroll import estimate_scroll
+from opengenie.models import World
+from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
+
+FIRST_TEST_LEVEL = 200000  # CoinRun's test levels
+
+
+def summed_scroll(frames: list[np.ndarray]) -> np.ndarray:
+    """(dx, dy) summed over consecutive frames (H, W, 3)."""
+    steps = [estimate_scroll(a, b) for a, b in zip(frames, frames[1:], strict=False)]
+    return np.array([[float(dx), float(dy)] for dx, dy in steps]).sum(axis=0)
+
+
+def game_frames(level: int, key: str, hold: int, skip: int) -> list[np.ndarray]:
+    """The level's first frame, then the frame after each world step of `skip` game frames."""
+    env = _env(level)
+    _, ob, _ = env.observe()
+    frames = [ob["rgb"][0].copy()]
+    for _ in range(hold):
+        for _ in range(skip):
+            frame, _ = _act(env, MOVEMENT_ACTION[key])
+        frames.append(frame)
+    return frames
+
+
+def probe(world: World, key: str, levels: list[int], hold: int) -> dict:
+    code = world.action_map["keys"][key]
+    skip = int(world.config.frame_skip)
+    rows = []
+    for level in levels:
+        game = game_frames(level, key, hold, skip)
+        seen = [world.reset(game[0], seed=level)]
+        seen += [world.step(code) for _ in range(hold)]
+        g, w = summed_scroll(game), summed_scroll(seen)
+        tolerance = max(TOLERANCE_PX, TOLERANCE_SHARE * abs(g[0]))
+        x_ok = bool(np.sign(w[0]) == np.sign(g[0]) and abs(w[0] - g[0]) <= tolerance)
+        y_ok = bool(abs(w[1] - g[1]) < TOLERANCE_PX)
+        rows.append(
+            {
+                "level": level,
+                "game": g.tolist(),
+                "world": w.tolist(),
+                "x_ok": x_ok,
+                "ok": x_ok and y_ok,
+            }
+        )
+    return {
+        "share_ok": float(np.mean([r["ok"] for r in rows])),
+        "share_x_ok": float(np.mean([r["x_ok"] for r in rows])),
+        "levels": rows,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("worlds", nargs="+", help="world directories; 'shipped'")
+    p.add_argument("--key", default="right", choices=sorted(MOVEMENT_ACTION), help="(right)")
+    p.add_argument("--hold", type=int, default=16, help="world steps the key is held (16)")
+    p.add_argument("--levels", type=int, default=48, help="test levels from 200000 (48)")
+    p.add_argument("--steps", type=STEPS.arg("--steps"), default=2, help="MaskGIT steps (2)")
+    p.add_argument("--temperature", type=TEMPERATURE.arg("--temperature"), help="(the world's)")
+    p.add_argument("--guidance", type=GUIDANCE.arg("--guidance"), help="(the world's)")
+    p.add_argument("--context-mask", type=CONTEXT_MASK.arg("--context-mask"), help="(the world's)")
+    p.add_argument("--out", type=Path, help="JSON of each world's levels")
+    args = p.parse_args()
+    torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
+    levels = list(range(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels))
+    results = {}
+    for name in args.worlds:
+        world = World.load(None if name == "shipped" else name).eval()
+        world.set_dynamics_dtype(torch.bfloat16)  # play's precision
+        world.sampling.steps = args.steps
+        for field in ("temperature", "guidance"):
+            if getattr(args, field) is not None:
+                setattr(world.sampling, field, getattr(args, field))
+        if args.context_mask is not None:
+            world.dynamics.context_mask = args.context_mask
+        r = results[name] = probe(world, args.key, levels, args.hold)
+        head = f"{name}: hold {args.key} {args.hold} steps, {args.levels} levels"
+        print(f"{head}: the game's way {r['share_ok']:.2f} (in x alone {r['share_x_ok']:.2f})")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
