@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hold one key for many world steps from CoinRun level starts, in the game and in each world,
 as a player holding → in `make play` does (issue 14). Eval's control section scores 16 game
-frames (4 world steps at frame skip 4); this scores a longer hold, one world step at a time.
+frames (4 world steps at frame skip 4); this scores a longer hold (16 world steps by default).
 
 Per level: the game and the world (play's path: World.reset/step, bf16 dynamics, a seed per
 level) each hold the key for --hold world steps; the scene's scroll is estimated from the first
