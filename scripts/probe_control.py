@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opengenie.data.sources import DEFAULT_LEVEL_RANGES
 from opengenie.eval.control import ControlSettings, control_section
 from opengenie.eval.held_keys import record_held_keys
 from opengenie.models import World
 from opengenie.options import CONTEXT_MASK
 
-FIRST_TEST_LEVEL = 200000  # CoinRun's test levels, as eval's control section on data/coinrun_test
+FIRST_TEST_LEVEL = DEFAULT_LEVEL_RANGES["test"][0]  # CoinRun's test levels (200000)
 
 
 def main() -> None:

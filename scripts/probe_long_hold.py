@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opengenie.data.sources import DEFAULT_LEVEL_RANGES
 from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
 from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
 from opengenie.eval.scroll import estimate_scroll
 from opengenie.models import World
 from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
 
-FIRST_TEST_LEVEL = 200000  # CoinRun's test levels
+FIRST_TEST_LEVEL = DEFAULT_LEVEL_RANGES["test"][0]  # CoinRun's test levels (200000)
 
 
 def scroll(frames: list[np.ndarray]) -> np.ndarray:

@@ -94,12 +94,12 @@ class Dynamics(nn.Module):
         are batched, and the cached and recomputed ones agree."""
         if not self.context_mask:
             return tokens
-        b, t, n = tokens.shape
-        hidden = torch.zeros(b, t, n, dtype=torch.bool)
+        _, t, n = tokens.shape
+        hidden = torch.zeros(t, n, dtype=torch.bool)  # (T, N): one pattern for every row
         for i in range(max(0, 1 - first), t):
             pattern = torch.Generator().manual_seed(first + i)
-            hidden[:, i] = torch.rand(1, n, generator=pattern) < self.context_mask  # (1, N)
-        return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)
+            hidden[i] = torch.rand(n, generator=pattern) < self.context_mask
+        return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)  # broadcast over B
 
     def masked_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
