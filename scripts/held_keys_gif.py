@@ -63,7 +63,7 @@ def main() -> None:
     if args.guidance is not None:
         world.sampling.guidance = args.guidance
     if args.context_mask is not None:
-        world.dynamics.context_mask = args.context_mask
+        world.sampling.context_mask = args.context_mask
     keys = (world.action_map or {}).get("keys", {})
     env = _env(args.level)
     _, ob, _ = env.observe()

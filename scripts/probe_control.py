@@ -43,12 +43,13 @@ def main() -> None:
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
     levels = np.arange(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels)
     held = record_held_keys(levels)
-    settings = ControlSettings(args.steps, args.temperature, guidance=args.guidance)
+    settings = ControlSettings(
+        args.steps, args.temperature, guidance=args.guidance, context_mask=args.context_mask
+    )
     precision = torch.autocast("cpu", dtype=torch.bfloat16)
     results = {}
     for name in args.worlds:
         world = World.load(None if name == "shipped" else name).eval()
-        world.dynamics.context_mask = args.context_mask
         control, _ = control_section(world, held, settings, precision, progress=False)
         bars = control["bars"]
         results[name] = {"bars": bars, **control}  # per movement: the world's and game's scroll

@@ -9,9 +9,11 @@ frame to the last (eval.scroll.estimate_scroll, as the browser test does; it rea
 and 40 in y, and from level starts the game scrolls ~15 px and then stands at a wall). Not
 summed step by step: a blocky world that moves part of a token a step reads as 0 px per step.
 A level counts where the world's dx has the game's sign and lies within max(4 px, 40%) of it,
-and its dy within 4 px of the game's.
+and its dy within 4 px of the game's. With --seeds N each level is played N times (seeds level,
+level + 1e6, ...): play's default prompt is one level, and one seed is a coin flip there.
 
   python scripts/probe_long_hold.py shipped runs/w --levels 48 --guidance 0.25 --context-mask 0.5
+  python scripts/probe_long_hold.py shipped runs/w --levels 1 --seeds 20   # play's default prompt
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from opengenie.models import World
 from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
 
 FIRST_TEST_LEVEL = DEFAULT_LEVEL_RANGES["test"][0]  # CoinRun's test levels (200000)
+SEED_STRIDE = 1_000_000  # seed s of a level: level + s * stride (s = 0: the level's own seed)
 
 
 def scroll(frames: list[np.ndarray]) -> np.ndarray:
@@ -51,27 +54,30 @@ def game_frames(level: int, key: str, hold: int, skip: int) -> list[np.ndarray]:
     return frames
 
 
-def probe(world: World, key: str, levels: list[int], hold: int) -> dict:
+def probe(world: World, key: str, levels: list[int], hold: int, seeds: int = 1) -> dict:
     code = world.action_map["keys"][key]
     skip = int(world.config.frame_skip)
     rows = []
     for level in levels:
         game = game_frames(level, key, hold, skip)
-        seen = [world.reset(game[0], seed=level)]
-        seen += [world.step(code) for _ in range(hold)]
-        g, w = scroll(game), scroll(seen)
+        g = scroll(game)
         tolerance = max(TOLERANCE_PX, TOLERANCE_SHARE * abs(g[0]))
-        x_ok = bool(np.sign(w[0]) == np.sign(g[0]) and abs(w[0] - g[0]) <= tolerance)
-        y_ok = bool(abs(w[1] - g[1]) < TOLERANCE_PX)
-        rows.append(
-            {
-                "level": level,
-                "game": g.tolist(),
-                "world": w.tolist(),
-                "x_ok": x_ok,
-                "ok": x_ok and y_ok,
-            }
-        )
+        for s in range(seeds):
+            seen = [world.reset(game[0], seed=level + s * SEED_STRIDE)]
+            seen += [world.step(code) for _ in range(hold)]
+            w = scroll(seen)
+            x_ok = bool(np.sign(w[0]) == np.sign(g[0]) and abs(w[0] - g[0]) <= tolerance)
+            y_ok = bool(abs(w[1] - g[1]) < TOLERANCE_PX)
+            rows.append(
+                {
+                    "level": level,
+                    "seed": level + s * SEED_STRIDE,
+                    "game": g.tolist(),
+                    "world": w.tolist(),
+                    "x_ok": x_ok,
+                    "ok": x_ok and y_ok,
+                }
+            )
     return {
         "share_ok": float(np.mean([r["ok"] for r in rows])),
         "share_x_ok": float(np.mean([r["x_ok"] for r in rows])),
@@ -85,12 +91,15 @@ def main() -> None:
     p.add_argument("--key", default="right", choices=sorted(MOVEMENT_ACTION), help="(right)")
     p.add_argument("--hold", type=int, default=16, help="world steps the key is held (16)")
     p.add_argument("--levels", type=int, default=48, help="test levels from 200000 (48)")
+    p.add_argument("--seeds", type=int, default=1, help="world seeds per level (1)")
     p.add_argument("--steps", type=STEPS.arg("--steps"), default=2, help="MaskGIT steps (2)")
     p.add_argument("--temperature", type=TEMPERATURE.arg("--temperature"), help="(the world's)")
     p.add_argument("--guidance", type=GUIDANCE.arg("--guidance"), help="(the world's)")
     p.add_argument("--context-mask", type=CONTEXT_MASK.arg("--context-mask"), help="(the world's)")
     p.add_argument("--out", type=Path, help="JSON of each world's levels")
     args = p.parse_args()
+    if args.levels < 1 or args.seeds < 1 or args.hold < 1:
+        p.error("--levels, --seeds and --hold must be at least 1")
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
     levels = list(range(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels))
     results = {}
@@ -102,9 +111,10 @@ def main() -> None:
             if getattr(args, field) is not None:
                 setattr(world.sampling, field, getattr(args, field))
         if args.context_mask is not None:
-            world.dynamics.context_mask = args.context_mask
-        r = results[name] = probe(world, args.key, levels, args.hold)
-        head = f"{name}: hold {args.key} {args.hold} steps, {args.levels} levels"
+            world.sampling.context_mask = args.context_mask
+        r = results[name] = probe(world, args.key, levels, args.hold, args.seeds)
+        cases = f"{args.levels} levels x {args.seeds} seeds"
+        head = f"{name}: hold {args.key} {args.hold} steps, {cases}"
         print(f"{head}: the game's way {r['share_ok']:.2f} (in x alone {r['share_x_ok']:.2f})")
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -245,9 +245,8 @@ def test_cached_rollout_matches_recomputed_rollout(small_config) -> None:
     plain = cached_rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None, 6)
     assert not torch.equal(a, plain)
     # Context frames seen with a share of their tokens hidden: both paths hide the same ones.
-    world.dynamics.context_mask = 0.5
-    a = rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None)
-    b = cached_rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None, 6)
+    a = rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None, context_mask=0.5)
+    b = cached_rollout(world.dynamics, prompt, acts, 4, 1.0, "argmax", None, 6, context_mask=0.5)
     assert torch.equal(a, b) and not torch.equal(a, plain)
 
 

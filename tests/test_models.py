@@ -332,30 +332,28 @@ def test_clean_context_leaves_whole_frames_unmasked(small_config):
 def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_config):
     """sampling.context_mask: each context frame but the first loses that share of its tokens
     to the mask token, in a pattern fixed by the frame's number (reproducible); 0 hides none."""
-    small_config.sampling.context_mask = 0.5
     dyn = Dynamics(small_config)
     tokens = _tokens(small_config, b=4, t=6)
-    seen = dyn.hide_context(tokens, 0)
+    seen = dyn.hide_context(tokens, 0, 0.5)
     hidden = seen == dyn.mask_id  # (B, T, N)
     assert not hidden[:, 0].any() and torch.equal(seen[~hidden], tokens[~hidden])
     assert 0.35 < float(hidden[:, 1:].float().mean()) < 0.65
-    assert torch.equal(dyn.hide_context(tokens[:, 2:], 2), seen[:, 2:])  # by frame number
-    assert torch.equal(dyn.hide_context(tokens, 1)[:, 0] == dyn.mask_id, hidden[:, 1])
+    assert torch.equal(dyn.hide_context(tokens[:, 2:], 2, 0.5), seen[:, 2:])  # by frame number
+    assert torch.equal(dyn.hide_context(tokens, 1, 0.5)[:, 0] == dyn.mask_id, hidden[:, 1])
     # Every row alike, as play's one row: eval's figures do not depend on how clips are batched.
     assert torch.equal(hidden, hidden[:1].expand_as(hidden))
-    assert torch.equal(dyn.hide_context(tokens[3:], 0) == dyn.mask_id, hidden[:1])
-    dyn.context_mask = 0.0
-    assert torch.equal(dyn.hide_context(tokens, 0), tokens)
+    assert torch.equal(dyn.hide_context(tokens[3:], 0, 0.5) == dyn.mask_id, hidden[:1])
+    assert torch.equal(dyn.hide_context(tokens, 0, 0.0), tokens)
 
 
 def test_context_mask_is_what_a_world_loads_and_changes_its_frames(small_config, tmp_path):
-    """A World's config.json sampling.context_mask reaches its dynamics model; a play session
-    then samples other frames from the same seed than with whole context frames."""
+    """A World's config.json sampling.context_mask reaches its play sessions; they then
+    sample other frames from the same seed than with whole context frames."""
     small_config.sampling.context_mask = 0.75
     torch.manual_seed(0)
     World(small_config).save(tmp_path / "w")
     world = World.load(tmp_path / "w")
-    assert world.dynamics.context_mask == 0.75
+    assert world.sampling.context_mask == 0.75
 
     def frames() -> list:
         session = world.new_session()
@@ -364,5 +362,5 @@ def test_context_mask_is_what_a_world_loads_and_changes_its_frames(small_config,
         return [session.next_tokens(0).clone() for _ in range(4)]
 
     hidden = frames()
-    world.dynamics.context_mask = 0.0
+    world.sampling.context_mask = 0.0  # sessions copy the world's settings when made
     assert any(not torch.equal(a, b) for a, b in zip(hidden, frames(), strict=True))

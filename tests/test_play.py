@@ -434,8 +434,9 @@ def test_cli_context_mask_reaches_the_served_world(world, tmp_path, monkeypatch)
     served = {}
 
     async def fake_serve(server, *_args) -> None:
-        served["mask"] = server.world.dynamics.context_mask
-        served["info"] = server._info(SimpleNamespace(session=server.world.new_session()))
+        session = server.new_session()  # what a tab plays with
+        served["mask"] = session.sampling.context_mask
+        served["info"] = server._info(SimpleNamespace(session=session))
 
     monkeypatch.setattr("opengenie.play.cli._serve", fake_serve)
     assert main(["play", "--world", str(path), "--no-browser", "--context-mask", "0.5"]) == 0

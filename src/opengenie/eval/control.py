@@ -41,6 +41,7 @@ class ControlSettings:
     seed: int = 0
     batch_size: int = 32
     guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
+    context_mask: float = 0.0  # share of earlier frames' tokens hidden (Dynamics.hide_context)
 
 
 def movement_code(keys: dict[str, int], movement: str) -> int | None:
@@ -162,6 +163,7 @@ def world_held_rollouts(
                 window,
                 s.guidance,
                 still,
+                s.context_mask,
             )  # fmt: skip  (B, 1+F, N)
         out.append(to_uint8(decode_tokens(world, tokens)))
     return np.concatenate(out)
@@ -272,7 +274,7 @@ def control_section(
             "temperature": s.temperature,
             "mode": s.mode,
             "guidance": s.guidance,
-            "context_mask": getattr(world.dynamics, "context_mask", 0.0),
+            "context_mask": s.context_mask,
             "seed": s.seed,
             "moving_px": MOVING_PX,
             "tolerance": f"max({TOLERANCE_PX:g} px, {TOLERANCE_SHARE:.0%} of the game's scroll)",
@@ -288,7 +290,7 @@ def control_section(
                 "steps": e.steps,
                 "temperature": e.temperature,
                 "guidance": e.guidance,
-                "context_mask": metrics["settings"]["context_mask"],
+                "context_mask": e.context_mask,
                 "bars": bars,
             }
         )

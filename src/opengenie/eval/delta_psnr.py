@@ -86,12 +86,12 @@ def score_rollouts(
                 gen = batch_generator(s.seed, b, 0, device)
                 x_hat = cached_rollout(
                     world.dynamics, prompt, inferred[:, :length], steps, temperature,
-                    s.mode, gen, window, s.guidance, still,
+                    s.mode, gen, window, s.guidance, still, s.context_mask,
                 )  # fmt: skip
                 gen = batch_generator(s.seed, b, 0, device)  # same noise for x̂′
                 x_alt = cached_rollout(
                     world.dynamics, prompt, randoms[:, : s.t], steps, temperature,
-                    s.mode, gen, window, s.guidance, still,
+                    s.mode, gen, window, s.guidance, still, s.context_mask,
                 )  # fmt: skip
             dec = decode_tokens(world, x_hat)  # (B, 1+length, H, W, 3)
             dec_alt = decode_tokens(world, x_alt)  # (B, 1+t, H, W, 3)

@@ -68,7 +68,7 @@ def score_next_frames(
         with precision:
             out = cached_rollout(
                 world.dynamics, context, actions, s.steps, s.temperature, s.mode,
-                batch_generator(s.seed, j, 1, device), window,
+                batch_generator(s.seed, j, 1, device), window, context_mask=s.context_mask,
             )  # fmt: skip
         dec = decode_tokens(world, out)[:, k]  # (B, H, W, 3)
         psnr[rows] = capped_psnr(dec, video).cpu().numpy()

@@ -128,7 +128,6 @@ def evaluate(
     ``config.frames/image_size``. ``fvd`` None leaves FVD out (``value`` null, with the reason).
     """
     s = settings.check()
-    world.dynamics.context_mask = s.context_mask  # every rollout below sees its context so
     timer = _Timer()
     device = world.device if hasattr(world, "device") else torch.device("cpu")
     size = int(world.config.image_size)
@@ -288,11 +287,15 @@ def _control(
     except ImportError:
         log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
         return None, {}
-    cs = ControlSettings(s.steps, s.temperature, s.mode, s.seed, s.batch_size, s.guidance)
+    cs = ControlSettings(
+        s.steps, s.temperature, s.mode, s.seed, s.batch_size, s.guidance, s.context_mask
+    )
     # The same held keys at each extra sampling setting (e.g. play's steps): bars only, so
     # that speed and control can be weighed setting by setting (bench play joins them).
     extra = [
-        ControlSettings(steps, temperature, s.mode, s.seed, s.batch_size, s.guidance)
+        ControlSettings(
+            steps, temperature, s.mode, s.seed, s.batch_size, s.guidance, s.context_mask
+        )
         for steps, temperature in s.extra
         if (steps, temperature) != (s.steps, s.temperature)
     ]

@@ -31,6 +31,7 @@ def cached_rollout(
     window: int,
     guidance: float = 0.0,
     still: torch.Tensor | None = None,
+    context_mask: float = 0.0,
 ) -> torch.Tensor:
     """Feed real ``context`` frames, then generate frames one by one through the KV cache.
 
@@ -38,7 +39,8 @@ def cached_rollout(
     leading into frame j + 1. Returns tokens (B, t0 + F, N): the context, then F new frames.
     Same numbers as ``maskgit.rollout`` (which recomputes the window) while t0 + F <= window.
     With ``guidance`` > 0, sampling is guided against the still action's vector ``still``
-    (1, A) (``maskgit.guided``).
+    (1, A) (``maskgit.guided``). ``context_mask`` hides that share of each committed frame's
+    tokens but the first's (``Dynamics.hide_context``).
     """
     b, t0, n = context.shape
     frames = actions.shape[1] + 1 - t0
@@ -50,7 +52,7 @@ def cached_rollout(
     cache = dynamics.transformer.new_cache(window)
     dynamics.commit(context[:, :1], None, cache)
     for j in range(1, t0):  # one frame at a time: each has its own action
-        dynamics.commit(context[:, j : j + 1], actions[:, j - 1], cache)
+        dynamics.commit(context[:, j : j + 1], actions[:, j - 1], cache, context_mask)
     out = [context]
     for f in range(frames):
         action = actions[:, t0 - 1 + f]  # (B, A)
@@ -75,7 +77,7 @@ def cached_rollout(
             context.device,
         )  # (B, N)
         if f + 1 < frames:  # the last frame is never needed as context
-            dynamics.commit(new[:, None], action, cache)
+            dynamics.commit(new[:, None], action, cache, context_mask)
         out.append(new[:, None])
     return torch.cat(out, dim=1)
 

@@ -26,7 +26,6 @@ class Dynamics(nn.Module):
         self.action_mode = cfg.action_mode
         self.mask_rate = (cfg.mask_rate_min, cfg.mask_rate_max)
         self.clean_context = cfg.clean_context
-        self.context_mask = config.sampling.context_mask  # inference: see hide_context
         tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
         self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
         self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
@@ -78,27 +77,34 @@ class Dynamics(nn.Module):
             return self.first_action.expand(batch, 1, -1)
         return self.action_in(action)[:, None]
 
-    def commit(self, tokens: torch.Tensor, action: torch.Tensor | None, cache: KVCache) -> None:
+    def commit(
+        self,
+        tokens: torch.Tensor,
+        action: torch.Tensor | None,
+        cache: KVCache,
+        context_mask: float = 0.0,
+    ) -> None:
         """Append a final frame, tokens (B, 1, N) reached by action (B, A) (None: the first
-        frame), to the cache as later frames are to see it (`hide_context`), with no logits."""
+        frame), to the cache as later frames are to see it (`hide_context` with the sampler's
+        `context_mask`), with no logits."""
         emb = self._step_action(action, tokens.shape[0])  # (B, 1, D)
         if action is not None:
-            tokens = self.hide_context(tokens, cache.next_pos)
+            tokens = self.hide_context(tokens, cache.next_pos, context_mask)
         self.transformer.commit(self._embed(tokens, emb), cache)
 
-    def hide_context(self, tokens: torch.Tensor, first: int) -> torch.Tensor:
+    def hide_context(self, tokens: torch.Tensor, first: int, share: float) -> torch.Tensor:
         """Context frames (B, T, N), the first of them frame number `first`, as the model is to
-        see them: a share `context_mask` of each frame's tokens (none of frame 0's) replaced by
+        see them: a `share` of each frame's tokens (none of frame 0's) replaced by
         the mask token, as training hides them. The pattern depends on the frame's number only
         (every row of a batch alike), so rollouts are reproducible, do not depend on how clips
         are batched, and the cached and recomputed ones agree."""
-        if not self.context_mask:
+        if not share:  # the sampler's context_mask (SamplingConfig): 0 shows whole frames
             return tokens
         _, t, n = tokens.shape
         hidden = torch.zeros(t, n, dtype=torch.bool)  # (T, N): one pattern for every row
         for i in range(max(0, 1 - first), t):
             pattern = torch.Generator().manual_seed(first + i)
-            hidden[i] = torch.rand(n, generator=pattern) < self.context_mask
+            hidden[i] = torch.rand(n, generator=pattern) < share
         return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)  # broadcast over B
 
     def masked_loss(

@@ -93,6 +93,7 @@ def rollout(
     window: int = 16,
     guidance: float = 0.0,
     still: torch.Tensor | None = None,
+    context_mask: float = 0.0,
 ) -> torch.Tensor:
     """Generate frames one by one by recomputing over the last `window` frames (no cache).
 
@@ -101,6 +102,7 @@ def rollout(
     the window's first frame is then hidden too (`Dynamics.hide_context` numbers frames from the
     rollout's start); the cached path agrees with this one inside the window only.
     With `guidance` > 0, sampling is guided against the still action's vector `still` (1, A).
+    `context_mask` hides that share of the context frames' tokens (`Dynamics.hide_context`).
     """
     b, t0, n = prompt.shape
     frames = actions.shape[1] + 1 - t0
@@ -110,7 +112,7 @@ def rollout(
         t = tokens.shape[1]
         start = max(0, t + 1 - window)
         context, acts = tokens[:, start:], actions[:, start:t]  # acts lead into frames start+1..t
-        context = dynamics.hide_context(context, start)
+        context = dynamics.hide_context(context, start, context_mask)
 
         def logits_fn(current: torch.Tensor, context=context, acts=acts) -> torch.Tensor:
             clip = torch.cat((context, current[:, None]), dim=1)  # (B, t'+1, N)

@@ -221,7 +221,7 @@ class PlaySession:
             self.generator,
             world.device,
         )
-        world.dynamics.commit(tokens[:, None], vector, cache)
+        world.dynamics.commit(tokens[:, None], vector, cache, s.context_mask)
         self.frames += 1
         return tokens.view(1, 1, grid, grid)
 

@@ -130,6 +130,7 @@ class _Recompute:
             window=w.config.frames,
             guidance=s.guidance,
             still=still,
+            context_mask=s.context_mask,
         )
         window = tokens[:, -w.config.frames :].reshape(1, -1, self.grid, self.grid)
         return w.tokenizer.decode(window)[0, -1].numpy()
@@ -232,7 +233,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     fp32.sampling.guidance = guidance  # every session and the recompute path sample so
     if guidance:
         fp32.guidance_reference()  # a one-line error for a world with no still action
-    context_mask = fp32.dynamics.context_mask  # the world's, as play uses it
+    context_mask = fp32.sampling.context_mask  # the world's, as play uses it
     # Play's default precision as play resolves it here (bf16 only where it is faster).
     play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
     worlds = {"float32": fp32}

@@ -117,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_flush_denormal(True)  # denormals made CPU steps several times slower here
     world = World.load(args.world, device=args.device)
-    if args.context_mask is not None:
-        world.dynamics.context_mask = args.context_mask
     if resolve_precision(args.precision, args.device) == "bf16":
         world.set_dynamics_dtype(torch.bfloat16)
     prompt_path = args.prompt or world_prompt(args.world)  # a world may ship its start frame
@@ -131,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=world.sampling.temperature if args.temperature is None else args.temperature,
         mode=world.sampling.mode,
         guidance=world.sampling.guidance if args.guidance is None else args.guidance,
+        context_mask=args.context_mask,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_sessions=args.max_sessions,
         threads=args.threads,

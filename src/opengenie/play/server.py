@@ -64,12 +64,14 @@ def _call_once(call: list) -> Any:
 @dataclass
 class PlayOptions:
     """Server-wide settings; each tab starts from `steps`/`temperature`/`mode`/`guidance`
-    and may change its own copy."""
+    and may change its own copy (not `context_mask`: the same for every tab)."""
 
     steps: int = PLAY_STEPS
     temperature: float = 1.0
     mode: str = "random"
     guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
+    # Share of earlier frames' tokens hidden (Dynamics.hide_context); None: the world's own.
+    context_mask: float | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
     max_sessions: int = 16
     threads: int = 1  # torch intra-op threads per inference worker
@@ -193,11 +195,7 @@ class PlayServer:
             return ws
         player_id = self._next_id
         self._next_id += 1
-        session = self.world.new_session()
-        session.sampling.steps = self.options.steps
-        session.sampling.temperature = self.options.temperature
-        session.sampling.mode = self.options.mode
-        session.sampling.guidance = self.options.guidance
+        session = self.new_session()
         player = Player(session, self.prompt, ws)
         self.players[player_id] = player
         log.info("player %d joined (%d playing)", player_id, len(self.players))
@@ -222,6 +220,17 @@ class PlayServer:
             log.info("player %d left (%d playing)", player_id, len(self.players))
         return ws
 
+    def new_session(self) -> PlaySession:
+        """A tab's own session of the world, at the server's settings."""
+        session = self.world.new_session()
+        session.sampling.steps = self.options.steps
+        session.sampling.temperature = self.options.temperature
+        session.sampling.mode = self.options.mode
+        session.sampling.guidance = self.options.guidance
+        if self.options.context_mask is not None:
+            session.sampling.context_mask = self.options.context_mask
+        return session
+
     def _info(self, player: Player) -> dict[str, Any]:
         s, cfg = player.session.sampling, self.world.config
         return {
@@ -233,7 +242,7 @@ class PlayServer:
             "window": cfg.frames,
             "fps_trained": cfg.fps,
             "frame_skip": cfg.frame_skip,  # game frames per world step
-            "context_mask": self.world.dynamics.context_mask,  # the same for every tab
+            "context_mask": s.context_mask,  # the same for every tab
             "settings": {
                 "steps": s.steps,
                 "temperature": s.temperature,
