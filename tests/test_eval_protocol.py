@@ -105,8 +105,8 @@ class RuleDynamics:
             out[b, ny : ny + side, nx : nx + side] = fg
         return out.view(prev.shape)
 
-    def commit(self, tokens, action, cache):  # a final frame (B, 1, N) joins the cache
-        self.calls += 1
+    def commit(self, tokens, action, cache, context_mask=0.0):  # a final frame (B, 1, N)
+        self.calls += 1  # joins the cache; rules need whole frames, so context_mask is unused
         cache.append(tokens[:, 0])
 
     def step_logits(self, tokens, action, cache, update_cache=False):  # (B,1,N) -> (B,1,N,V)

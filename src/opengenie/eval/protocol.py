@@ -124,8 +124,9 @@ def evaluate(
     """Run the protocol on ``settings.clips`` clips of ``dataset``'s split.
 
     ``world`` needs ``tokenizer.encode/decode``, ``lam.infer/action_vectors``, ``num_actions``,
-    ``dynamics`` (``step_logits``, ``commit``, ``transformer.new_cache``, ``mask_id``) and
-    ``config.frames/image_size``. ``fvd`` None leaves FVD out (``value`` null, with the reason).
+    ``dynamics`` (``step_logits``, ``commit(tokens, action, cache, context_mask)``,
+    ``transformer.new_cache``, ``mask_id``) and ``config.frames/image_size``. ``fvd`` None
+    leaves FVD out (``value`` null, with the reason).
     """
     s = settings.check()
     timer = _Timer()
