@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -294,9 +294,7 @@ def _control(
     # The same held keys at each extra sampling setting (e.g. play's steps): bars only, so
     # that speed and control can be weighed setting by setting (bench play joins them).
     extra = [
-        ControlSettings(
-            steps, temperature, s.mode, s.seed, s.batch_size, s.guidance, s.context_mask
-        )
+        replace(cs, steps=steps, temperature=temperature)
         for steps, temperature in s.extra
         if (steps, temperature) != (s.steps, s.temperature)
     ]
