@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from opengenie.config import preset
 from opengenie.data import DatasetWriter, make_synthetic_dataset, open_dataset
+from opengenie.eval.control import LABEL_PAIRING
+from opengenie.eval.held_keys import MOVEMENTS
 from opengenie.eval.protocol import (
     Clip,
     EvalSettings,
@@ -130,7 +132,13 @@ def stand_in_world(obey: bool) -> SimpleNamespace:
         dynamics=RuleDynamics(obey),
         num_actions=MovementLAM.num_actions,
         device=torch.device("cpu"),
-        config=SimpleNamespace(frames=16, image_size=SIZE, name="rule", frame_skip=1),
+        config=SimpleNamespace(
+            frames=16,
+            image_size=SIZE,
+            name="rule",
+            frame_skip=1,
+            lam=SimpleNamespace(label_codes=False),
+        ),
     )
 
 
@@ -201,6 +209,19 @@ def test_action_consistency_and_action_map(obeying) -> None:
     assert amap["names"] == {"0": "left", "1": "right", "2": "up", "3": "down", "4": "noop"}
     assert amap["keys"] == {"left": 0, "right": 1, "up": 2, "down": 3, "noop": 4}
     assert amap["nmi"] == a["nmi"] and amap["accuracy"] == a["accuracy"]
+
+
+def test_a_label_codes_world_keeps_its_pairing_without_the_control_section(square_data) -> None:
+    """No game to replay here (synthetic data): a world trained with label codes still gets
+    its own keys (code m = movement m), not the clips' one-to-one pairing of this data."""
+    world = stand_in_world(obey=True)
+    world.config.lam.label_codes = True
+    result = evaluate(world, square_data, _settings(clips=4), progress=False)
+    assert result.metrics["control"] is None
+    keys = result.action_map["keys"]
+    assert keys == {name: m for m, name in enumerate(MOVEMENTS)}
+    assert result.action_map["pairing"] == LABEL_PAIRING
+    assert result.action_map["names"] == {str(m): name for m, name in enumerate(MOVEMENTS)}
 
 
 def test_extra_settings_are_reported_and_take_effect(square_data) -> None:

@@ -93,11 +93,14 @@ LIFT_PAIRING = "one-to-one lift assignment on the LAM's codes for the game's hel
 LABEL_PAIRING = "label codes: code m was trained as movement m (lam.label_codes)"
 
 
-def key_pairing(world: Any, table: np.ndarray) -> tuple[dict[str, int], str]:
+def key_pairing(world: Any, table: np.ndarray | None) -> tuple[dict[str, int], str]:
     """The keys play sends, and how they were found: a world trained with label codes knows
-    what each code means; any other world's codes are paired by the held-key table."""
+    what each code means (no table needed); any other world's codes are paired by the held-key
+    table."""
     if world.config.lam.label_codes:
         return {name: m for m, name in enumerate(MOVEMENTS)}, LABEL_PAIRING
+    if table is None:
+        raise ValueError("a world without label codes needs the held-key table to pair keys")
     return held_key_pairing(table), LIFT_PAIRING
 
 

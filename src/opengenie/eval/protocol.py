@@ -47,6 +47,7 @@ from opengenie.eval.clips import (  # re-exported: the protocol's public names
     select_clips,
     true_action_labels,
 )
+from opengenie.eval.control import key_pairing
 from opengenie.eval.delta_psnr import delta_entry, score_rollouts
 from opengenie.eval.fvd_section import FVDOptions, fvd_section, real_stats_key
 from opengenie.eval.metrics import PSNR_CAP, key_names
@@ -188,13 +189,13 @@ def evaluate(
     # control with held keys: its pairing of keys and codes is the one play gets
     with timer.part("control"):
         control, control_pics = _control(world, dataset, s, precision, progress, log)
-    if control is not None and control["keys"]:
-        keys = control["keys"]
+    keys, pairing = _play_keys(world, control)
+    if keys:
         action_map = {
             **(action_map or {}),
             "names": key_names(keys),
             "keys": keys,
-            "pairing": control["pairing"],
+            "pairing": pairing,
         }
         actions["keys"] = keys
 
@@ -260,6 +261,17 @@ def _settings_entry(
         "window": window,
         "psnr_cap_db": PSNR_CAP,
     }
+
+
+def _play_keys(world: Any, control: dict[str, Any] | None) -> tuple[dict[str, int] | None, str]:
+    """The keys play sends: the control section's pairing; without one (no game to replay, or
+    --control-levels 0) a world trained with label codes still knows each code's key, so the
+    clips' one-to-one pairing must not replace it."""
+    if control is not None and control["keys"]:
+        return control["keys"], control["pairing"]
+    if world.config.lam.label_codes:
+        return key_pairing(world, None)
+    return None, ""
 
 
 def _control(
