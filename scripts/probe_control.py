@@ -29,6 +29,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("worlds", nargs="+", help="world or checkpoint directories; 'shipped'")
     p.add_argument("--levels", type=int, default=32, help="test levels replayed (32)")
+    p.add_argument(
+        "--first-level",
+        type=int,
+        default=FIRST_TEST_LEVEL,
+        help=f"first level replayed ({FIRST_TEST_LEVEL}: eval's); another block: choose settings",
+    )
     p.add_argument("--steps", type=int, default=2, help="MaskGIT steps (2: play's default)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
     p.add_argument("--guidance", type=float, default=0.0, help="action guidance (0: none)")
@@ -41,7 +47,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="JSON of each world's control section (bars first)")
     args = p.parse_args()
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
-    levels = np.arange(FIRST_TEST_LEVEL, FIRST_TEST_LEVEL + args.levels)
+    levels = np.arange(args.first_level, args.first_level + args.levels)
     held = record_held_keys(levels)
     settings = ControlSettings(
         args.steps, args.temperature, guidance=args.guidance, context_mask=args.context_mask
