@@ -82,8 +82,10 @@ def test_eval_writes_metrics_report_and_action_map(setup, capsys) -> None:
     assert m2["dynamics"]["delta_t_psnr"] == m["dynamics"]["delta_t_psnr"]  # seeded
 
 
-def test_eval_leaves_the_shipped_world_as_it_shipped(setup, tmp_path, monkeypatch) -> None:
-    # Without --world, eval evaluates the world inside the package; it must not write there.
+@pytest.mark.parametrize("named", [False, True])
+def test_eval_leaves_the_shipped_world_as_it_shipped(setup, tmp_path, monkeypatch, named) -> None:
+    # Without --world, or with the package's own path, eval evaluates the world inside the
+    # package; it must not write there.
     import opengenie.models.world as world_module
 
     shipped = tmp_path / "shipped"
@@ -91,6 +93,7 @@ def test_eval_leaves_the_shipped_world_as_it_shipped(setup, tmp_path, monkeypatc
     before = {p.name: p.read_bytes() for p in shipped.iterdir()}
     monkeypatch.setattr(world_module, "SHIPPED_WORLD", shipped)
     args = ["eval", "--data", str(setup / "data"), "--out", str(tmp_path / "report")]
+    args += ["--world", str(tmp_path / "." / "shipped")] if named else []
     args += ["--fvd-cache", str(setup / "cache"), "--batch-size", "5", "--steps", "3"]
     assert main([*args, "--clips", "5", "--fvd-clips", "3", "--quiet"]) == 0
     assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before

@@ -174,8 +174,10 @@ def run(args: argparse.Namespace) -> int:
     if result.action_map is not None:
         text = json.dumps(result.action_map, indent=2) + "\n"
         atomic_write_text(out / "action_map.json", text)
-        # The shipped world lives inside the installed package: leave it as it shipped.
-        if not args.no_action_map and args.world is not None:
+        # The shipped world lives inside the installed package: leave it as it shipped, also
+        # when its path is passed by hand.
+        shipped = world_dir.resolve() == SHIPPED_WORLD.resolve()
+        if not args.no_action_map and not shipped:
             try:
                 atomic_write_text(world_dir / "action_map.json", text)
                 metrics["actions"]["action_map"] = str(world_dir / "action_map.json")
