@@ -171,15 +171,7 @@ def evaluate(
 
     m = n if s.fvd_clips is None else min(s.fvd_clips, n)
     with timer.part("fvd"):
-        if m < 2:
-            why = "--fvd-clips 0" if s.fvd_clips == 0 else "FVD needs >= 2 clips"
-            fvd_out = {"value": None, "n": m, "reason": f"skipped ({why})"}
-        elif fvd is None:
-            fvd_out = {"value": None, "n": m, "reason": "skipped"}
-        else:
-            fvd_out = fvd_section(
-                dataset, s.split, clips[:m], real[:m], rolls.generated[:m], fvd, stride
-            )
+        fvd_out = _fvd(dataset, s, clips[:m], real[:m], rolls.generated[:m], fvd, stride)
 
     labels, group_names = true_action_labels(dataset, clips, t_len, stride)
     actions, action_map = actions_section(
@@ -191,12 +183,7 @@ def evaluate(
         control, control_pics = _control(world, dataset, s, precision, progress, log)
     keys, pairing = _play_keys(world, control)
     if keys:
-        action_map = {
-            **(action_map or {}),
-            "names": key_names(keys),
-            "keys": keys,
-            "pairing": pairing,
-        }
+        action_map = {**(action_map or {}), **_keys_entry(keys, pairing)}
         actions["keys"] = keys
 
     with timer.part("buttons"):
@@ -261,6 +248,29 @@ def _settings_entry(
         "window": window,
         "psnr_cap_db": PSNR_CAP,
     }
+
+
+def _fvd(
+    dataset: Any,
+    s: EvalSettings,
+    clips: list[Clip],
+    real: np.ndarray,
+    generated: np.ndarray,
+    fvd: FVDOptions | None,
+    stride: int,
+) -> dict[str, Any]:
+    """FVD of the first clips (already cut to --fvd-clips), or why it was skipped."""
+    if len(clips) < 2:
+        why = "--fvd-clips 0" if s.fvd_clips == 0 else "FVD needs >= 2 clips"
+        return {"value": None, "n": len(clips), "reason": f"skipped ({why})"}
+    if fvd is None:
+        return {"value": None, "n": len(clips), "reason": "skipped"}
+    return fvd_section(dataset, s.split, clips, real, generated, fvd, stride)
+
+
+def _keys_entry(keys: dict[str, int], pairing: str) -> dict[str, Any]:
+    """action_map.json's key fields: movement -> code, code -> movement, how they were paired."""
+    return {"names": key_names(keys), "keys": keys, "pairing": pairing}
 
 
 def _play_keys(world: Any, control: dict[str, Any] | None) -> tuple[dict[str, int] | None, str]:
