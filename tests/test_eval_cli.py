@@ -93,7 +93,7 @@ def test_eval_leaves_the_shipped_world_as_it_shipped(setup, tmp_path, monkeypatc
     before = {p.name: p.read_bytes() for p in shipped.iterdir()}
     monkeypatch.setattr(world_module, "SHIPPED_WORLD", shipped)
     args = ["eval", "--data", str(setup / "data"), "--out", str(tmp_path / "report")]
-    args += ["--world", str(tmp_path / "." / "shipped")] if named else []
+    args += ["--world", str(shipped)] if named else []
     args += ["--fvd-cache", str(setup / "cache"), "--batch-size", "5", "--steps", "3"]
     assert main([*args, "--clips", "5", "--fvd-clips", "3", "--quiet"]) == 0
     assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before

@@ -183,7 +183,8 @@ def evaluate(
         control, control_pics = _control(world, dataset, s, precision, progress, log)
     keys, pairing = _play_keys(world, control)
     if keys:
-        action_map = {**(action_map or {}), **_keys_entry(keys, pairing)}
+        names = key_names(keys)
+        action_map = {**(action_map or {}), "names": names, "keys": keys, "pairing": pairing}
         actions["keys"] = keys
 
     with timer.part("buttons"):
@@ -268,20 +269,13 @@ def _fvd(
     return fvd_section(dataset, s.split, clips, real, generated, fvd, stride)
 
 
-def _keys_entry(keys: dict[str, int], pairing: str) -> dict[str, Any]:
-    """action_map.json's key fields: movement -> code, code -> movement, how they were paired."""
-    return {"names": key_names(keys), "keys": keys, "pairing": pairing}
-
-
-def _play_keys(world: Any, control: dict[str, Any] | None) -> tuple[dict[str, int] | None, str]:
+def _play_keys(world: Any, control: dict[str, Any] | None) -> tuple[dict[str, int], str]:
     """The keys play sends: the control section's pairing; without one (no game to replay, or
     --control-levels 0) a world trained with label codes still knows each code's key, so the
-    clips' one-to-one pairing must not replace it."""
+    clips' one-to-one pairing must not replace it (other worlds: no keys)."""
     if control is not None and control["keys"]:
         return control["keys"], control["pairing"]
-    if world.config.lam.label_codes:
-        return key_pairing(world, None)
-    return None, ""
+    return key_pairing(world, None)
 
 
 def _control(
