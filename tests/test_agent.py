@@ -93,6 +93,40 @@ def test_expert_breaks_ties_by_its_preference():
         SearchExpert(env, np.random.default_rng(0), preference=BACK_OFF[::-1])
 
 
+def test_data_expert_ties_option_orders_the_recorded_experts_ties(tmp_path):
+    """`opengenie data coinrun --expert-ties` reaches the recorded expert: on a level where
+    ties decide (above), the back-off order records another episode than the default."""
+    from opengenie.data.storage import open_dataset
+
+    base = ["data", "coinrun", "--policy", "expert", "--mode", "easy", "--split", "test"]
+    base += ["--levels", f"{HARD_FOR_RIGHT_UP}:{HARD_FOR_RIGHT_UP + 1}", "--workers", "1"]
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert main([*base, "--out", str(tmp_path / "back"), "--expert-ties", ",".join(BACK_OFF)]) == 0
+    default = open_dataset(tmp_path / "default").actions(0)
+    back = open_dataset(tmp_path / "back").actions(0)
+    assert len(default) != len(back) or (default != back).any()
+    assert (
+        main([*base, "--out", str(tmp_path / "same"), "--expert-ties", ",".join(PREFERENCE)]) == 0
+    )
+    assert (open_dataset(tmp_path / "same").actions(0) == default).all()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--policy", "random", "--expert-ties", ",".join(BACK_OFF)],  # not the expert
+        ["--policy", "expert", "--expert-ties", "right+jump,left"],  # not all six
+        ["--policy", "expert", "--expert-ties", ",".join(BACK_OFF[::-1])],  # not RIGHT+UP first
+    ],
+)
+def test_data_expert_ties_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra):
+    out = tmp_path / "data"
+    assert main(["data", "coinrun", "--out", str(out), "--levels", "1:2", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--expert-ties" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_expert_is_deterministic_given_its_seed():
     def actions(seed):
         env = coinrun_env(HARD_FOR_RIGHT_UP, "easy")

@@ -43,6 +43,16 @@ PERIOD, HORIZON, ROLLOUTS = 4, 64, 6
 ONWARD = 32
 
 
+def check_preference(preference: tuple[str, ...]) -> None:
+    """ValueError unless `preference` lists each movement once, RIGHT+UP first (what the onward
+    check plays)."""
+    if sorted(preference) != sorted(PREFERENCE) or preference[0] != "right+jump":
+        raise ValueError(
+            f"the expert's preference must list each of {','.join(PREFERENCE)} once, "
+            f"RIGHT+UP first; got {','.join(preference)}"
+        )
+
+
 class SearchExpert:
     """Chooses a movement (a Procgen action id) for each `period` frames of `env`; `onward` 0
     plans at every step (the expert before 2026-12-05 b); `preference` orders the movements
@@ -58,8 +68,7 @@ class SearchExpert:
         onward: int = ONWARD,
         preference: tuple[str, ...] = PREFERENCE,
     ) -> None:
-        if sorted(preference) != sorted(PREFERENCE) or preference[0] != "right+jump":
-            raise ValueError(f"preference must order {PREFERENCE}, RIGHT+UP first")
+        check_preference(preference)
         self.env, self.rng = env, rng
         self.period, self.horizon, self.rollouts = period, horizon, rollouts
         self.onward = onward
@@ -116,8 +125,11 @@ class ExpertPolicy:
     """The expert as a per-frame policy (for `opengenie data`): a movement chosen every
     `PERIOD` frames and held in between."""
 
-    def __init__(self, env: Any, rng: np.random.Generator) -> None:
-        self.expert, self.left, self.action = SearchExpert(env, rng), 0, MOVEMENT_ACTION["none"]
+    def __init__(
+        self, env: Any, rng: np.random.Generator, preference: tuple[str, ...] = PREFERENCE
+    ) -> None:
+        self.expert = SearchExpert(env, rng, preference=preference)
+        self.left, self.action = 0, MOVEMENT_ACTION["none"]
 
     def __call__(self) -> int:
         if self.left == 0:

@@ -72,6 +72,7 @@ def cmd_coinrun(args: argparse.Namespace) -> int:
             policy=args.policy,
             hold=args.hold,
             mode=args.mode,
+            expert_ties=tuple(args.expert_ties.split(",")) if args.expert_ties else None,
         )
     except KeyboardInterrupt:
         return _interrupted(args.out)
@@ -230,6 +231,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "one movement per 4 frames (the expert videos of `opengenie agent`)",
     )
     p.add_argument("--hold", type=int, default=8, help="held policy: mean frames per movement")
+    p.add_argument(
+        "--expert-ties",
+        metavar="M1,...,M6",
+        help="expert policy: the order in which it prefers CoinRun's six movements where they "
+        "tie, right+jump first (default right+jump,right,jump,none,left+jump,left); "
+        "right+jump,left+jump,left,right,none,jump escapes by stepping back, a movement the "
+        "shipped world's latent actions name (docs/AGENTS.md)",
+    )
     p.add_argument(
         "--mode",
         default="hard",

@@ -119,17 +119,18 @@ class HeldPolicy:
 
 def run_procgen_episode(task: tuple) -> dict[str, Any]:
     """One episode of ``game`` on level ``level`` with a policy seeded by (seed, level):
-    task = (game, level, seed, max_steps[, policy, hold[, mode]]); the policy defaults to
-    "random", the mode to "hard".
+    task = (game, level, seed, max_steps[, policy, hold[, mode[, expert_ties]]]); the policy
+    defaults to "random", the mode to "hard", the expert's ties to its own preference.
 
     Returns frames uint8 (T, 64, 64, 3) and actions int16 (T,), ``actions[t]`` taken after frame t
     (the last one ends the episode, so its next frame is never observed)."""
     game, level, seed, max_steps = task[:4]
     policy, hold = task[4:6] if len(task) >= 6 else ("random", DEFAULT_HOLD)
     mode = task[6] if len(task) >= 7 else "hard"
+    expert_ties = task[7] if len(task) >= 8 else None
     env = procgen_env(game, level, mode)
     rng = np.random.default_rng([seed, level])
-    next_action = _policy(policy, env, rng, game, hold)
+    next_action = _policy(policy, env, rng, game, hold, expert_ties)
     cap = max_steps if max_steps is not None else 1_000_000  # Procgen ends episodes itself
     frames: list[np.ndarray] = []
     actions: list[int] = []
@@ -155,15 +156,33 @@ def run_procgen_episode(task: tuple) -> dict[str, Any]:
     }
 
 
-def _policy(policy: str, env: Any, rng: np.random.Generator, game: str, hold: int):
+def _policy(
+    policy: str,
+    env: Any,
+    rng: np.random.Generator,
+    game: str,
+    hold: int,
+    expert_ties: tuple[str, ...] | None = None,
+):
     """The per-frame action function of ``policy`` (called before each frame's step)."""
     if policy == "held":
         return HeldPolicy(rng, game, hold)
     if policy == "expert":
-        from opengenie.agent.expert import ExpertPolicy
+        from opengenie.agent.expert import PREFERENCE, ExpertPolicy
 
-        return ExpertPolicy(env, rng)
+        return ExpertPolicy(env, rng, expert_ties or PREFERENCE)
     return lambda: int(rng.integers(NUM_ACTIONS))
+
+
+def _check_expert_ties(policy: str, ties: tuple[str, ...]) -> None:
+    if policy != "expert":
+        raise UserError("--expert-ties orders the expert's choices; it needs --policy expert")
+    from opengenie.agent.expert import check_preference
+
+    try:
+        check_preference(ties)
+    except ValueError as error:
+        raise UserError(f"--expert-ties: {error}") from None
 
 
 def generate_procgen(
@@ -179,8 +198,10 @@ def generate_procgen(
     policy: str = "random",
     hold: int = DEFAULT_HOLD,
     mode: str = "hard",
+    expert_ties: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Generate one episode per level into the dataset at ``out`` (created or appended to).
+    ``expert_ties`` (expert policy only): the order in which it prefers movements that tie.
 
     Returns a summary: split, levels (first, end), episodes, frames."""
     game = check_game(game)
@@ -190,6 +211,8 @@ def generate_procgen(
         raise UserError(f"--policy expert plays CoinRun only, not {game}")
     if mode not in MODES:
         raise UserError(f"unknown --mode {mode!r}; use one of: {', '.join(MODES)}")
+    if expert_ties is not None:
+        _check_expert_ties(policy, expert_ties)
     if hold < 1:
         raise UserError(f"--hold must be >= 1, got {hold}")
     if max_steps is not None and max_steps < 1:
@@ -205,7 +228,7 @@ def generate_procgen(
         source = procgen_source(game, mode)
         lv = resolve_levels(w.existing, source, split, episodes, levels)
         w.set_source_info(source, {"action_names": list(ACTION_NAMES), "num_actions": NUM_ACTIONS})
-        tasks = [(game, level, seed, max_steps, policy, hold, mode) for level in lv]
+        tasks = [(game, level, seed, max_steps, policy, hold, mode, expert_ties) for level in lv]
         generate_episodes(w, run_procgen_episode, tasks, split, workers, f"{game} {split}")
         n, f = w.episodes_added, w.frames_added
     return {"split": split, "levels": (lv.start, lv.stop), "episodes": n, "frames": f}
