@@ -262,12 +262,36 @@ def test_agent_eval_reports_players_json_and_gif(trained, tmp_path, capsys):
     assert report["players"]["agent"]["episodes"] == 4  # 2 levels x 2 seeds
     assert report["players"]["right+up"]["episodes"] == 2  # deterministic: once
     assert np.array(report["players"]["agent"]["solved"]).shape == (2, 2)  # (seeds, levels)
+    agent = np.array(report["players"]["agent"]["solved"]).mean(0)
+    right_up = np.array(report["players"]["right+up"]["solved"][0])
+    paired = report["players"]["agent"]["vs_right_up"]
+    assert paired["difference"] == pytest.approx((agent - right_up).mean())
+    assert "vs_right_up" not in report["players"]["right+up"]
     assert (out / "episode.gif").stat().st_size > 0
     assert "right+up" in capsys.readouterr().out
     # levels the expert was recorded on are played, with a warning
     args = ["agent", "eval", "--agent", str(trained), "--levels", "20000:20001"]
     assert main([*args, "--players", "right+up", "--out", str(out)]) == 0
     assert "overlap the expert's training levels 20000:20006" in capsys.readouterr().err
+
+
+def test_paired_difference_counts_the_levels_where_players_differ():
+    """On 100 levels where the baseline solves 60 and the player those 60 and 10 more, the paired
+    difference is 0.10 with an interval above 0 (the two shares' Wilson intervals overlap)."""
+    from opengenie.agent.evaluate import paired_difference
+
+    baseline = np.zeros((1, 100), dtype=bool)
+    baseline[0, :60] = True
+    player = np.zeros((2, 100), dtype=bool)
+    player[:, :70] = True
+    result = paired_difference(player, baseline)
+    assert result["difference"] == pytest.approx(0.10)
+    assert 0.0 < result["ci95"][0] < 0.10 < result["ci95"][1]
+    assert wilson_interval(70, 100)[0] < wilson_interval(60, 100)[1]
+    same = paired_difference(baseline, baseline)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    worse = paired_difference(~baseline, baseline)  # solves exactly the other 40
+    assert worse["difference"] == pytest.approx(-0.20) and worse["ci95"][1] < 0
 
 
 @pytest.mark.parametrize(

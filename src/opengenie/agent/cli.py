@@ -168,10 +168,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"CoinRun {args.mode}, levels {levels[0]}:{levels[-1] + 1} ({len(levels)}), "
         f"{args.seeds} seed(s), {seconds:.0f} s"
     )
-    print(f"{'player':10s} {'solved':>7s}  95% interval")
+    paired = "  minus RIGHT+UP, paired per level (95%)" if "right+up" in results else ""
+    print(f"{'player':10s} {'solved':>7s}  95% interval{paired}")
     for name, r in results.items():
         low, high = r["ci95"]
-        print(f"{name:10s} {r['success']:7.2f}  {low:.2f}-{high:.2f}")
+        line = f"{name:10s} {r['success']:7.2f}  {low:.2f}-{high:.2f}"
+        if "vs_right_up" in r:
+            d, (dl, dh) = r["vs_right_up"]["difference"], r["vs_right_up"]["ci95"]
+            line += f"     {d:+.3f} ({dl:+.3f} to {dh:+.3f})"
+        print(line)
     print(f"wrote {out / 'agent_eval.json'}" + (f" and {out / 'episode.gif'}" if movie else ""))
     return 0
 

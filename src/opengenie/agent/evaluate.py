@@ -38,6 +38,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_difference(solved: np.ndarray, baseline: np.ndarray, draws: int = 4000) -> dict:
+    """A player's share minus a baseline's on the same levels: solved (seeds, L) and baseline
+    (seeds_b, L) bool -> the mean per-level difference and its 95% bootstrap interval. Levels
+    are resampled (seeds averaged within a level): paired, so that levels every player solves
+    or fails do not widen the interval as they do for two separate Wilson intervals."""
+    diff = solved.mean(0) - baseline.mean(0)  # (L,)
+    rng = np.random.default_rng(0)
+    means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(1)  # (draws,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(diff.mean()), "ci95": [float(low), float(high)]}
+
+
 def play_levels(
     choose: Chooser,
     levels: list[int],
@@ -119,8 +131,10 @@ def evaluate_agent(
     progress: bool = True,
 ) -> tuple[dict, list[np.ndarray]]:
     """Every player on every level, `seeds` times for the sampling players (the game itself is
-    the same for a level and seed). Returns (results, the agent's first episode's frames)."""
+    the same for a level and seed); with "right+up" among them, each other player's difference
+    to it, paired per level. Returns (results, the agent's first episode's frames)."""
     results: dict[str, dict] = {}
+    solved_by: dict[str, np.ndarray] = {}  # (seeds, levels) per player
     movie: list[np.ndarray] = []
     runs = {p: 1 if p in DETERMINISTIC else seeds for p in players}
     total = len(levels) * sum(runs.values())
@@ -143,8 +157,13 @@ def evaluate_agent(
                     movie = frames or movie
                 per_seed.append(solved)
             if per_seed:
-                results[name] = _summary(np.stack(per_seed))
+                solved_by[name] = np.stack(per_seed)
+                results[name] = _summary(solved_by[name])
     bar.close()
+    if "right+up" in solved_by:  # the baseline to beat (issue 15), paired per level
+        for name, solved in solved_by.items():
+            if name != "right+up":
+                results[name]["vs_right_up"] = paired_difference(solved, solved_by["right+up"])
     return results, movie
 
 
