@@ -46,7 +46,11 @@ def merge(sources: list[Path], out: Path) -> int:
             for ext in (".frames", ".actions", ".json"):
                 link_or_copy(path / "shards" / f"{name}{ext}", out / "shards" / f"{new}{ext}")
             shards.append(new)
-        info.update(meta.get("source_info", {}))
+        for source, source_info in meta.get("source_info", {}).items():
+            recordings = info.get(source, {}).get("recordings", []) + source_info.get(
+                "recordings", []
+            )  # both data sets' recordings of a source, in order
+            info[source] = {**source_info, "recordings": recordings} if recordings else source_info
     index = {key: metas[0][key] for key in SAME} | {"shards": shards, "source_info": info}
     atomic_write_json(out / "dataset.json", index, indent=1, durable=True)  # the commit point
     return len(shards)

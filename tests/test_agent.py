@@ -109,6 +109,12 @@ def test_data_expert_ties_option_orders_the_recorded_experts_ties(tmp_path):
         main([*base, "--out", str(tmp_path / "same"), "--expert-ties", ",".join(PREFERENCE)]) == 0
     )
     assert (open_dataset(tmp_path / "same").actions(0) == default).all()
+    # Each dataset says which tie order recorded it (the default's is the expert's own).
+    for name, order in [("default", PREFERENCE), ("back", BACK_OFF)]:
+        (recording,) = open_dataset(tmp_path / name).source_info["procgen:coinrun:easy"][
+            "recordings"
+        ]
+        assert recording["policy"] == "expert" and recording["expert_ties"] == list(order)
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,11 @@ import pytest
 from opengenie.data import coinrun_action_group, open_dataset
 from opengenie.data.coinrun import (
     COINRUN_GROUP_NAMES,
+    EpisodeTask,
     generate_procgen,
     run_procgen_episode,
 )
+from opengenie.data.info import describe, format_description
 from opengenie.data.sources import resolve_levels
 from opengenie.errors import UserError
 
@@ -39,14 +41,14 @@ def test_two_short_episodes(two_episodes):
         assert f.std() > 10  # real rendered frames, not blanks
     assert not np.array_equal(ds.frames(0)[0], ds.frames(1)[0])  # different levels
     # Generation is a function of (game, level, seed): regenerating level 1 gives the same data.
-    again = run_procgen_episode(("coinrun", 1, 0, 12))
+    again = run_procgen_episode(EpisodeTask("coinrun", level=1, seed=0, max_steps=12))
     np.testing.assert_array_equal(again["frames"], ds.frames(1))
     np.testing.assert_array_equal(again["actions"], ds.actions(1))
     assert ds.source_info["procgen:coinrun:hard"]["num_actions"] == 15
 
 
 def test_episode_runs_until_the_game_ends_it():
-    ep = run_procgen_episode(("coinrun", 0, 0, None))
+    ep = run_procgen_episode(EpisodeTask("coinrun", level=0, seed=0, max_steps=None))
     assert 12 < len(ep["frames"]) <= 1000  # Procgen's cap is 1000 steps
     assert ep["frames"].shape[1:] == (64, 64, 3) and len(ep["actions"]) == len(ep["frames"])
 
@@ -113,8 +115,8 @@ def test_held_policy_keeps_movements_and_travels(tmp_path):
     from opengenie.cli import main
     from opengenie.data.coinrun import HELD_ACTIONS, HeldPolicy
 
-    held = run_procgen_episode(("coinrun", 3, 0, 400, "held", 6))
-    rand = run_procgen_episode(("coinrun", 3, 0, 400))
+    held = run_procgen_episode(EpisodeTask("coinrun", 3, 0, 400, policy="held", hold=6))
+    rand = run_procgen_episode(EpisodeTask("coinrun", 3, 0, 400))
     a = held["actions"].astype(np.int64)
     assert set(np.unique(a)) <= set(HELD_ACTIONS.tolist())  # CoinRun's six movements only
     assert np.mean(_runs(a)) > 3 * np.mean(_runs(rand["actions"].astype(np.int64)))
@@ -130,3 +132,26 @@ def test_held_policy_keeps_movements_and_travels(tmp_path):
     np.testing.assert_array_equal(open_dataset(out).actions(0), held["actions"])
     with pytest.raises(UserError, match="--hold"):
         generate_procgen(tmp_path / "y", episodes=1, policy="held", hold=0)
+
+
+def test_dataset_records_how_each_call_recorded_it(tmp_path):
+    """Each `data coinrun` call appends its policy and options to the source's recordings,
+    which `data info` prints as options; earlier recordings are kept."""
+    out = tmp_path / "ds"
+    generate_procgen(out, episodes=2, max_steps=5, workers=1)
+    generate_procgen(out, split="val", episodes=1, max_steps=6, policy="held", hold=3, workers=1)
+    generate_procgen(out, split="val", episodes=1, max_steps=6, workers=1, seed=7)
+    ds = open_dataset(out)
+    info = ds.source_info["procgen:coinrun:hard"]
+    assert info["num_actions"] == 15  # set again by each call, the recordings kept beside it
+    first, held, seeded = info["recordings"]
+    assert first == {
+        "split": "train", "levels": [0, 2], "episodes": 2, "policy": "random", "mode": "hard",
+        "seed": 0, "max_steps": 5,
+    }  # fmt: skip
+    assert held["policy"] == "held" and held["hold"] == 3 and held["levels"] == [100_000, 100_001]
+    assert seeded["seed"] == 7 and seeded["levels"] == [100_001, 100_002]
+    text = format_description(describe(ds))
+    assert "recorded 2 episodes of levels 0:2: --policy random --mode hard --max-steps 5" in text
+    assert "--policy held --hold 3 --mode hard --max-steps 6" in text
+    assert "--max-steps 6 --seed 7" in text

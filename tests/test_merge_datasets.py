@@ -1,5 +1,6 @@
 """scripts/merge_datasets.py: one dataset listing the episodes of several, frames unchanged."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,18 @@ def test_merge_refuses_an_existing_out_and_mismatched_frames(tmp_path) -> None:
     done = _run(str(a.path), str(c.path), "--out", str(tmp_path / "m"))
     assert done.returncode != 0 and "frame_size" in done.stderr
     assert not (tmp_path / "m" / "dataset.json").exists()
+
+
+def test_merge_keeps_both_data_sets_recordings_of_a_source(tmp_path) -> None:
+    a = make_synthetic_dataset(tmp_path / "a", episodes=1, length=8)
+    b = make_synthetic_dataset(tmp_path / "b", episodes=1, length=8, split="val")
+    for path, policy in [(a.path, "held"), (b.path, "random")]:  # as `data coinrun` records
+        meta = json.loads((path / "dataset.json").read_text())
+        for info in meta["source_info"].values():
+            info["recordings"] = [{"policy": policy}]
+        (path / "dataset.json").write_text(json.dumps(meta))
+    done = _run(str(a.path), str(b.path), "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    (info,) = open_dataset(tmp_path / "m").source_info.values()
+    assert info["recordings"] == [{"policy": "held"}, {"policy": "random"}]
+    assert "num_actions" in info

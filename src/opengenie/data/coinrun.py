@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -117,17 +117,25 @@ class HeldPolicy:
         return self.action
 
 
-def run_procgen_episode(task: tuple) -> dict[str, Any]:
-    """One episode of ``game`` on level ``level`` with a policy seeded by (seed, level):
-    task = (game, level, seed, max_steps[, policy, hold[, mode[, expert_ties]]]); the policy
-    defaults to "random", the mode to "hard", the expert's ties to its own preference.
+class EpisodeTask(NamedTuple):
+    """One episode to record (a tuple, so the worker pool can pickle it)."""
+
+    game: str
+    level: int
+    seed: int
+    max_steps: int | None  # None: until the game ends the episode
+    policy: str = "random"
+    hold: int = DEFAULT_HOLD  # held policy: mean frames a movement is kept
+    mode: str = "hard"
+    expert_ties: tuple[str, ...] | None = None  # expert policy: None is its own preference
+
+
+def run_procgen_episode(task: EpisodeTask | tuple) -> dict[str, Any]:
+    """One episode of ``task.game`` on level ``task.level`` with a policy seeded by (seed, level).
 
     Returns frames uint8 (T, 64, 64, 3) and actions int16 (T,), ``actions[t]`` taken after frame t
     (the last one ends the episode, so its next frame is never observed)."""
-    game, level, seed, max_steps = task[:4]
-    policy, hold = task[4:6] if len(task) >= 6 else ("random", DEFAULT_HOLD)
-    mode = task[6] if len(task) >= 7 else "hard"
-    expert_ties = task[7] if len(task) >= 8 else None
+    game, level, seed, max_steps, policy, hold, mode, expert_ties = EpisodeTask(*task)
     env = procgen_env(game, level, mode)
     rng = np.random.default_rng([seed, level])
     next_action = _policy(policy, env, rng, game, hold, expert_ties)
@@ -185,6 +193,26 @@ def _check_expert_ties(policy: str, ties: tuple[str, ...]) -> None:
         raise UserError(f"--expert-ties: {error}") from None
 
 
+def _recording(task: EpisodeTask, split: str, levels: range, episodes: int) -> dict[str, Any]:
+    """How one `opengenie data coinrun` call recorded its episodes, for the dataset's metadata."""
+    out: dict[str, Any] = {
+        "split": split,
+        "levels": [levels.start, levels.stop],
+        "episodes": episodes,
+        "policy": task.policy,
+        "mode": task.mode,
+        "seed": task.seed,
+        "max_steps": task.max_steps,
+    }
+    if task.policy == "held":
+        out["hold"] = task.hold
+    if task.policy == "expert":
+        from opengenie.agent.expert import PREFERENCE
+
+        out["expert_ties"] = list(task.expert_ties or PREFERENCE)
+    return out
+
+
 def generate_procgen(
     out: str | Path,
     episodes: int | None = None,
@@ -228,7 +256,12 @@ def generate_procgen(
         source = procgen_source(game, mode)
         lv = resolve_levels(w.existing, source, split, episodes, levels)
         w.set_source_info(source, {"action_names": list(ACTION_NAMES), "num_actions": NUM_ACTIONS})
-        tasks = [(game, level, seed, max_steps, policy, hold, mode, expert_ties) for level in lv]
+        tasks = [
+            EpisodeTask(game, level, seed, max_steps, policy, hold, mode, expert_ties)
+            for level in lv
+        ]
         generate_episodes(w, run_procgen_episode, tasks, split, workers, f"{game} {split}")
+        if w.episodes_added:  # (an interrupted call's rerun records the levels it adds)
+            w.add_recording(source, _recording(tasks[0], split, lv, w.episodes_added))
         n, f = w.episodes_added, w.frames_added
     return {"split": split, "levels": (lv.start, lv.stop), "episodes": n, "frames": f}

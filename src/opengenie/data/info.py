@@ -34,6 +34,12 @@ def describe(ds: Dataset) -> dict[str, Any]:
                 "levels": None
                 if lv.size == 0
                 else {"first": int(lv.min()), "end": int(lv.max()) + 1, "count": int(lv.size)},
+                # How the episodes were made, one entry per recording command (Procgen only).
+                "recordings": [
+                    r
+                    for r in ds.source_info.get(name, {}).get("recordings", [])
+                    if r.get("split") == split
+                ],
             }
         splits[split] = {
             "episodes": int(ids.size),
@@ -82,7 +88,24 @@ def format_description(d: dict[str, Any]) -> str:
             lv = src["levels"]
             levels = "" if lv is None else f", levels {lv['first']}:{lv['end']} ({lv['count']:,})"
             lines.append(f"          {name}: {src['episodes']:,} episodes{levels}")
+            lines.extend(f"            {_recording_line(r)}" for r in src.get("recordings", []))
     return "\n".join(lines)
+
+
+def _recording_line(r: dict[str, Any]) -> str:
+    """One recording command, in the words of `opengenie data coinrun`'s options."""
+    first, end = r["levels"]
+    parts = [f"recorded {r['episodes']:,} episodes of levels {first}:{end}: --policy {r['policy']}"]
+    if "hold" in r:
+        parts.append(f"--hold {r['hold']}")
+    parts.append(f"--mode {r['mode']}")
+    if r.get("max_steps") is not None:
+        parts.append(f"--max-steps {r['max_steps']}")
+    if r.get("seed"):
+        parts.append(f"--seed {r['seed']}")
+    if "expert_ties" in r:
+        parts.append(f"--expert-ties {','.join(r['expert_ties'])}")
+    return " ".join(parts)
 
 
 def contact_sheet(

@@ -432,6 +432,7 @@ class DatasetWriter:
         self._pending: list[str] = []  # finished shards in tmp, not yet published
         self._open: dict[str, Any] | None = None  # the shard being filled
         self._published = 0
+        self._info_changed = False  # source info not yet in dataset.json
         self._closed = False
         self.episodes_added = 0
         self.frames_added = 0
@@ -447,8 +448,18 @@ class DatasetWriter:
         return self._tmp
 
     def set_source_info(self, source: str, info: dict[str, Any]) -> None:
-        """Attach JSON metadata to a source (e.g. its action names); saved at the next publish."""
-        self._source_info[source] = info
+        """Attach JSON metadata to a source (e.g. its action names); saved at the next publish.
+        Keys not in ``info`` (the source's recordings) are kept."""
+        self._source_info[source] = {**self._source_info.get(source, {}), **info}
+        self._info_changed = True
+
+    def add_recording(self, source: str, recording: dict[str, Any]) -> None:
+        """Append how one command recorded episodes of ``source`` (policy, levels, options) to
+        its ``recordings`` list, so that a dataset says how it was made; saved at the next
+        publish."""
+        info = self._source_info.setdefault(source, {})
+        info["recordings"] = [*info.get("recordings", []), recording]
+        self._info_changed = True
 
     def add_episode(
         self,
@@ -542,7 +553,7 @@ class DatasetWriter:
         return self._publish()
 
     def _publish(self) -> int:
-        if not self._pending and (self.path / "dataset.json").exists():
+        if not self._pending and not self._info_changed and (self.path / "dataset.json").exists():
             return 0
         shard_dir = self.path / "shards"
         for name in self._pending:
@@ -564,6 +575,7 @@ class DatasetWriter:
         # The commit point: readers see the old index or the new one, never a mix.
         atomic_write_json(self.path / "dataset.json", meta, indent=1, durable=True)
         _fsync_dir(self.path)
+        self._info_changed = False
         self._published += n
         return n
 
