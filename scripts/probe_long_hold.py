@@ -27,7 +27,7 @@ import torch
 
 from opengenie.data.sources import DEFAULT_LEVEL_RANGES
 from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
-from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
+from opengenie.eval.held_keys import MOVEMENT_ACTION, _env, hold_movement
 from opengenie.eval.scroll import estimate_scroll
 from opengenie.models import World
 from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
@@ -44,14 +44,8 @@ def scroll(frames: list[np.ndarray]) -> np.ndarray:
 
 def game_frames(level: int, key: str, hold: int, skip: int) -> list[np.ndarray]:
     """The level's first frame, then the frame after each world step of `skip` game frames."""
-    env = _env(level)
-    _, ob, _ = env.observe()
-    frames = [ob["rgb"][0].copy()]
-    for _ in range(hold):
-        for _ in range(skip):
-            frame, _ = _act(env, MOVEMENT_ACTION[key])
-        frames.append(frame)
-    return frames
+    clip, _ = hold_movement(_env(level), key, hold * skip)  # (1 + hold * skip, H, W, 3)
+    return list(clip[::skip])
 
 
 def probe(world: World, key: str, levels: list[int], hold: int, seeds: int = 1) -> dict:

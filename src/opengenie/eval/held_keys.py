@@ -65,21 +65,27 @@ def _act(env, action: int) -> tuple[np.ndarray, bool]:
     return ob["rgb"][0].copy(), bool(first[0])
 
 
+def hold_movement(env, movement: str, frames: int) -> tuple[np.ndarray, bool]:
+    """From the env's current state, ``movement`` held for ``frames`` game frames: uint8
+    (1 + frames, H, W, 3), the current frame first, and whether the episode lasted."""
+    _, ob, _ = env.observe()
+    clip, ok = [ob["rgb"][0].copy()], True
+    for _ in range(frames):
+        frame, ended = _act(env, MOVEMENT_ACTION[movement])
+        ok &= not ended
+        clip.append(frame if ok else clip[-1])  # frozen after the episode ended
+    return np.stack(clip), ok
+
+
 def _hold_all(env, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """From the env's current state, each movement held for ``frames`` frames (the state is
     restored before each): uint8 (M, 1 + frames, H, W, 3) and valid (M,)."""
     state = env.callmethod("get_state")
-    _, ob, _ = env.observe()
-    start = ob["rgb"][0].copy()
     videos, valid = [], []
     for name in MOVEMENTS:
         env.callmethod("set_state", state)
-        clip, ok = [start], True
-        for _ in range(frames):
-            frame, ended = _act(env, MOVEMENT_ACTION[name])
-            ok &= not ended
-            clip.append(frame if ok else clip[-1])  # frozen after the episode ended
-        videos.append(np.stack(clip))
+        clip, ok = hold_movement(env, name, frames)
+        videos.append(clip)
         valid.append(ok)
     env.callmethod("set_state", state)
     return np.stack(videos), np.array(valid)
