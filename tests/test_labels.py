@@ -161,8 +161,8 @@ def test_a_label_code_world_pairs_keys_with_its_label_codes(small_config) -> Non
 
 
 def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) -> None:
-    """--init-from WORLD keeps the World's sizes but the new run's LAM training choices and
-    frame skip: here label codes on a world trained without them, and the head it had is
+    """--init-from WORLD keeps the World's sizes but the new run's LAM training choices, frame
+    skip and clip length: here label codes on a world trained without them, and the head it had is
     dropped."""
     pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
     from opengenie.cli import main
@@ -170,7 +170,7 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) 
 
     base = _labelled_world(tmp_path, steps=1)
     tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
-    tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2"]
+    tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2", "--set", "frames=3"]
     tuned += ["--set", "dynamics.clean_context=0.5", "--set", "dynamics.mask_rate_min=0.25"]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
     world = World.load(tmp_path / "w2")
@@ -179,6 +179,7 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) 
     assert world.config.dynamics.mask_rate_min == 0.25
     assert world.lam.label_head is None
     assert world.config.frame_skip == 2  # the new run's frame skip, on the World's sizes
+    assert world.config.frames == 3 and World.load(tmp_path / "w").config.frames == 4  # clips
     source = World.load(tmp_path / "w")
     torch.testing.assert_close(  # the tokenizer came over from the first world, untouched
         world.tokenizer.state_dict()["quantizer.embedding"],

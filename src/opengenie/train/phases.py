@@ -273,10 +273,12 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
         ckpt.load_weights(resume_from, world)
     elif args.init_from:
         config = read_checkpoint_config(Path(args.init_from), WORLD_FORMAT)
-        # The World gives the sizes; the new run gives its optimiser, its frame skip and how
-        # the LAM learns (labels, objective, decoder context): none changes a weight's shape.
+        # The World gives the sizes; the new run gives its optimiser, its frame skip, its clip
+        # length (time is RoPE, no table) and how the LAM learns (labels, objective, decoder
+        # context): none changes a weight's shape.
         config.dynamics_optim = args.config.dynamics_optim
         config.frame_skip = args.config.frame_skip
+        config.frames = args.config.frames
         for name in LAM_TRAINING_CHOICES:
             setattr(config.lam, name, getattr(args.config.lam, name))
         for name in DYNAMICS_TRAINING_CHOICES:
