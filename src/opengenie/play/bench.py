@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -214,38 +215,25 @@ def _eval_metrics(args: argparse.Namespace) -> tuple[dict, str | None]:
         raise UserError(f"cannot read eval metrics {path}: {e}") from None
 
 
-def run_play_bench(args: argparse.Namespace) -> int:
+Setting = tuple[str, int, float]  # (dynamics precision, MaskGIT steps, guidance)
+
+
+def _load_world(args: argparse.Namespace) -> tuple[Any, str]:
+    """The fp32 World to time (--world, or random weights of --preset) and how to name it."""
     from opengenie.config import preset
     from opengenie.models import World
 
-    torch.set_flush_denormal(True)  # as the play server does (denormals were several x slower)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    metrics, metrics_source = _eval_metrics(args)
-    load_before = os.getloadavg()
     if args.world:
-        fp32 = World.load(args.world)
-        source = str(args.world)
-    else:
-        fp32 = World(preset(args.preset))
-        source = f"random weights, preset {args.preset}"
-    guidance = fp32.sampling.guidance if args.guidance is None else args.guidance
-    fp32.sampling.guidance = guidance  # every session and the recompute path sample so
-    if guidance:
-        fp32.guidance_reference()  # a one-line error for a world with no still action
-    context_mask = fp32.sampling.context_mask  # the world's, as play uses it
-    # Play's default precision as play resolves it here (bf16 only where it is faster).
-    play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
-    worlds = {"float32": fp32}
-    if play_dtype == "bfloat16":
-        worlds["bfloat16"] = copy.deepcopy(fp32).set_dynamics_dtype(torch.bfloat16)
-    play_world = worlds[play_dtype]
-    size = fp32.config.image_size
-    prompt = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    actions = np.random.default_rng(1).integers(0, fp32.num_actions, 10_000).tolist()
+        return World.load(args.world), str(args.world)
+    return World(preset(args.preset)), f"random weights, preset {args.preset}"
 
-    # Cached play: one session per setting, warmed until its cache holds a full window.
-    settings = {  # name -> (precision, MaskGIT steps, guidance)
+
+def _settings(
+    args: argparse.Namespace, play_dtype: str, guidance: float
+) -> tuple[dict[str, Setting], dict[int, str]]:
+    """The timed settings by name, and which of them each --sweep point is (a sweep point
+    may be one of the named settings)."""
+    settings: dict[str, Setting] = {
         "default": (play_dtype, args.steps, guidance),
         "paper_steps": (play_dtype, PAPER_STEPS, guidance),
         "default_fp32": ("float32", args.steps, guidance),
@@ -253,33 +241,43 @@ def run_play_bench(args: argparse.Namespace) -> int:
     }
     if guidance:  # what guidance's second pass costs, in the same run
         settings["default_unguided"] = (play_dtype, args.steps, 0.0)
-    sweep_names = {}  # steps -> the timed setting (a sweep point may be a named one above)
+    sweep_names = {}
     for steps in args.sweep:
         named = [k for k, v in settings.items() if v == (play_dtype, steps, guidance)]
         sweep_names[steps] = named[0] if named else f"steps_{steps}"
         settings.setdefault(sweep_names[steps], (play_dtype, steps, guidance))
+    return settings, sweep_names
+
+
+def _warm_sessions(
+    worlds: dict[str, Any], settings: dict[str, Setting], prompt: np.ndarray, actions: list[int]
+) -> dict[str, Any]:
+    """One play session per setting, stepped until its cache holds a full window."""
     sessions = {}
     for name, (precision, steps, weight) in settings.items():
         session = worlds[precision].new_session()
         session.sampling.steps = 2  # cheap warm-up: filling the cache does not depend on steps
         session.sampling.guidance = 0.0
         session.reset(prompt, seed=0)
-        for i in range(fp32.config.frames):
-            session.step(actions[i])
+        for action in actions[: session.world.config.frames]:
+            session.step(action)
         session.sampling.steps, session.sampling.guidance = steps, weight
         sessions[name] = session
-    print(f"bench play: {source}, {args.rounds} rounds x {args.frames} frames", flush=True)
+    return sessions
 
-    # Recomputing over the window, at the same settings as the cached runs it is compared with.
-    recompute = {
-        "default": _Recompute(play_world, args.steps),
-        "paper_steps": _Recompute(play_world, PAPER_STEPS),
-    }
-    recompute_frames = max(1, args.frames // 3)  # ~10x slower per frame: fewer of them
 
-    times: dict[str, list[float]] = {name: [] for name in settings}
+def _round_robin(
+    sessions: dict[str, Any],
+    recompute: dict[str, _Recompute],
+    actions: list[int],
+    first_action: int,
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Frame times of every session and recompute path, in alternation, --rounds times."""
+    times: dict[str, list[float]] = {name: [] for name in sessions}
     recompute_times: dict[str, list[float]] = {name: [] for name in recompute}
-    counter = iter(range(fp32.config.frames, 10_000))
+    recompute_frames = max(1, args.frames // 3)  # ~10x slower per frame: fewer of them
+    counter = iter(range(first_action, len(actions)))
     for r in range(args.rounds):
         for name, session in sessions.items():
             times[name] += _time_frames(
@@ -292,8 +290,82 @@ def run_play_bench(args: argparse.Namespace) -> int:
             + ", ".join(f"{k} {1 / statistics.median(v):.1f} fps" for k, v in times.items()),
             flush=True,
         )
+    return times, recompute_times
 
-    cfg = fp32.config
+
+def _speedups(
+    settings: dict[str, Setting], times: dict[str, list[float]], recompute: dict[str, list[float]]
+) -> dict[str, dict]:
+    """The cache's speed-up: each recomputed setting against its cached twin."""
+    out = {}
+    for name, values in recompute.items():
+        cached, uncached = _summary(times[name]), _summary(values)
+        out[name] = {
+            "steps": settings[name][1],
+            "dynamics_dtype": settings[name][0],
+            "cached_frames_per_s": cached["frames_per_s"],
+            "recomputed_frames_per_s": uncached["frames_per_s"],
+            "recomputed_frames_timed": uncached["frames_timed"],
+            "speedup": uncached["ms_per_frame_median"] / cached["ms_per_frame_median"],
+        }
+    return out
+
+
+def _summary_figures(report: dict, sweep_fps: dict[int, dict], guidance: float) -> dict:
+    """The headline figures of a report (its settings and cache speed-up filled in)."""
+    timed = report["settings"]
+    return {
+        "default_frames_per_s": timed["default"]["frames_per_s"],
+        "paper_steps_frames_per_s": timed["paper_steps"]["frames_per_s"],
+        "cache_speedup_at_default": report["cache_speedup"]["default"]["speedup"],
+        # Frames/s without guidance over with it (None when the default is unguided).
+        "unguided_over_guided": (
+            timed["default_unguided"]["frames_per_s"] / timed["default"]["frames_per_s"]
+            if guidance
+            else None
+        ),
+        # Issue #16's bars: >= 30 frames/s at the default, >= 2.5x the 8-step path (same run).
+        "meets_30_fps_target": timed["default"]["frames_per_s"] >= 30.0,
+        "default_over_8_steps": (
+            timed["default"]["frames_per_s"] / sweep_fps[8]["frames_per_s"]
+            if 8 in sweep_fps
+            else None
+        ),
+    }
+
+
+def run_play_bench(args: argparse.Namespace) -> int:
+    torch.set_flush_denormal(True)  # as the play server does (denormals were several x slower)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    metrics, metrics_source = _eval_metrics(args)
+    load_before = os.getloadavg()
+    fp32, source = _load_world(args)
+    guidance = fp32.sampling.guidance if args.guidance is None else args.guidance
+    fp32.sampling.guidance = guidance  # every session and the recompute path sample so
+    if guidance:
+        fp32.guidance_reference()  # a one-line error for a world with no still action
+    context_mask = fp32.sampling.context_mask  # the world's, as play uses it
+    # Play's default precision as play resolves it here (bf16 only where it is faster).
+    play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
+    worlds = {"float32": fp32}
+    if play_dtype == "bfloat16":
+        worlds["bfloat16"] = copy.deepcopy(fp32).set_dynamics_dtype(torch.bfloat16)
+    size = fp32.config.image_size
+    prompt = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    actions = np.random.default_rng(1).integers(0, fp32.num_actions, 10_000).tolist()
+
+    settings, sweep_names = _settings(args, play_dtype, guidance)
+    sessions = _warm_sessions(worlds, settings, prompt, actions)
+    print(f"bench play: {source}, {args.rounds} rounds x {args.frames} frames", flush=True)
+    # Recomputing over the window, at the same settings as the cached runs it is compared with.
+    recompute = {
+        "default": _Recompute(worlds[play_dtype], args.steps),
+        "paper_steps": _Recompute(worlds[play_dtype], PAPER_STEPS),
+    }
+    times, recompute_times = _round_robin(sessions, recompute, actions, fp32.config.frames, args)
+
+    cfg, sampling = fp32.config, fp32.sampling
     report: dict = {
         "bench": "play",
         "world": source,
@@ -308,12 +380,11 @@ def run_play_bench(args: argparse.Namespace) -> int:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "what": "end-to-end frames/s of PlaySession.step (MaskGIT sampling + cache commit + "
-        "decode) with a full cache; temperature "
-        f"{fp32.sampling.temperature}, {fp32.sampling.mode} sampling",
+        f"decode) with a full cache; temperature {sampling.temperature}, {sampling.mode} sampling",
         "play_defaults": {
             "steps": args.steps,
-            "temperature": fp32.sampling.temperature,
-            "mode": fp32.sampling.mode,
+            "temperature": sampling.temperature,
+            "mode": sampling.mode,
             "guidance": guidance,
             "context_mask": context_mask,
             "dynamics_dtype": play_dtype,
@@ -322,55 +393,23 @@ def run_play_bench(args: argparse.Namespace) -> int:
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).
         "eval_metrics": metrics_source,
         "delta_psnr_at_play_defaults": eval_delta_psnr(
-            metrics, args.steps, fp32.sampling.temperature, guidance, context_mask
+            metrics, args.steps, sampling.temperature, guidance, context_mask
         ),
         "delta_psnr_at_paper_steps": eval_delta_psnr(
-            metrics, PAPER_STEPS, fp32.sampling.temperature, guidance, context_mask
+            metrics, PAPER_STEPS, sampling.temperature, guidance, context_mask
         ),
-        "settings": {},
-        "cache_speedup": {},
+        "settings": {
+            name: {"steps": steps, "guidance": weight, "dynamics_dtype": precision}
+            | _summary(times[name])
+            for name, (precision, steps, weight) in settings.items()
+        },
+        "cache_speedup": _speedups(settings, times, recompute_times),
     }
-    for name, (precision, steps, weight) in settings.items():
-        entry = {
-            "steps": steps,
-            "guidance": weight,
-            "dynamics_dtype": precision,
-            **_summary(times[name]),
-        }
-        report["settings"][name] = entry
-    for name, values in recompute_times.items():
-        cached, uncached = _summary(times[name]), _summary(values)
-        report["cache_speedup"][name] = {
-            "steps": settings[name][1],
-            "dynamics_dtype": settings[name][0],
-            "cached_frames_per_s": cached["frames_per_s"],
-            "recomputed_frames_per_s": uncached["frames_per_s"],
-            "recomputed_frames_timed": uncached["frames_timed"],
-            "speedup": uncached["ms_per_frame_median"] / cached["ms_per_frame_median"],
-        }
     sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
     report["quality_speed"] = quality_speed_table(
-        metrics, sweep_fps, fp32.sampling.temperature, guidance, context_mask
+        metrics, sweep_fps, sampling.temperature, guidance, context_mask
     )
-    report["summary"] = {
-        "default_frames_per_s": report["settings"]["default"]["frames_per_s"],
-        "paper_steps_frames_per_s": report["settings"]["paper_steps"]["frames_per_s"],
-        "cache_speedup_at_default": report["cache_speedup"]["default"]["speedup"],
-        # Frames/s without guidance over with it (None when the default is unguided).
-        "unguided_over_guided": (
-            report["settings"]["default_unguided"]["frames_per_s"]
-            / report["settings"]["default"]["frames_per_s"]
-            if guidance
-            else None
-        ),
-        # Issue #16's bars: >= 30 frames/s at the default, >= 2.5x the 8-step path (same run).
-        "meets_30_fps_target": report["settings"]["default"]["frames_per_s"] >= 30.0,
-        "default_over_8_steps": (
-            report["settings"]["default"]["frames_per_s"] / sweep_fps[8]["frames_per_s"]
-            if 8 in sweep_fps
-            else None
-        ),
-    }
+    report["summary"] = _summary_figures(report, sweep_fps, guidance)
     out = Path(args.out)
     atomic_write_json(out, report)
     for row in report["quality_speed"]:
