@@ -173,8 +173,8 @@ def _row(name: str, value: str, note: str = "") -> str:
     return f"<tr><th>{html.escape(name)}</th><td>{value}</td><td>{html.escape(note)}</td></tr>"
 
 
-def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -> str:
-    """The report page: numbers with their settings, the plot, and the frame strips."""
+def _number_rows(metrics: dict[str, Any]) -> list[str]:
+    """The table at the top of the report: each figure with what it was measured on."""
     tok, dyn, fvd, act, st = (
         metrics["tokenizer"],
         metrics["dynamics"],
@@ -227,10 +227,15 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
         )
     else:
         rows.append(_row("action NMI", "n/a", act.get("reason", "")))
+    return rows
 
+
+def _horizon_plot(metrics: dict[str, Any]) -> str:
+    """PSNR of rollouts and of teacher-forced next frames against the horizon (SVG)."""
+    tok, dyn = metrics["tokenizer"], metrics["dynamics"]
+    d = dyn["delta_t_psnr"]
     horizon = list(range(1, len(dyn["rollout_psnr"]) + 1))
-    t = d["t"]
-    plot = svg_plot(
+    return svg_plot(
         [
             ("rollout, inferred actions", horizon, dyn["rollout_psnr"]),
             (
@@ -238,18 +243,17 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
                 horizon,
                 [v if v is not None else math.nan for v in dyn["next_frame_psnr_by_position"]],
             ),
-            (f"frame {t}, random actions", [t], [d["frame_psnr_random"]]),
+            (f"frame {d['t']}, random actions", [d["t"]], [d["frame_psnr_random"]]),
         ],
         "frames after the prompt",
         "PSNR (dB)",
         hlines=[("tokenizer reconstruction", tok["psnr"])],
     )
-    names = key_names(act.get("keys") or {})
-    sections = [
-        "<h2>Settings</h2><pre>" + html.escape(json.dumps(st, indent=1)) + "</pre>",
-        "<h2>PSNR against the horizon</h2>" + plot,
-    ]
-    clips = pictures.get("clips") or []
+
+
+def _clip_sections(pictures: dict[str, Any]) -> list[str]:
+    """Real frames beside their reconstructions, and beside the world's rollouts."""
+    sections, clips = [], pictures.get("clips") or []
     if pictures.get("recon") is not None:
         body, k = [], _scale(pictures["real"][0])
         for i in range(len(pictures["recon"])):
@@ -279,6 +283,12 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
                 + "</table>"
             )
         sections.append("<h2>Real vs generated rollouts</h2>" + "".join(body))
+    return sections
+
+
+def _button_sections(pictures: dict[str, Any], act: dict[str, Any]) -> list[str]:
+    """One strip per latent action, repeated from each start frame ("what each button does")."""
+    sections, names = [], key_names(act.get("keys") or {})
     for i, strips in enumerate(pictures.get("buttons") or []):
         body, k = [], _scale(strips[0])
         for code in range(len(strips)):
@@ -293,25 +303,35 @@ def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -
             f"<p>Each latent action repeated for {len(strips[0]) - 1} frames.</p>"
             "<table>" + "".join(body) + "</table>"
         )
+    return sections
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1340px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:.5em 0}th,td{text-align:left;padding:3px 10px;"
+    "vertical-align:middle}th{font-weight:normal;color:#444;white-space:nowrap}"
+    "img{image-rendering:pixelated}.strip{overflow-x:auto;max-width:1110px}"
+    "pre{background:#f6f6f6;padding:.6em;font-size:12px}"
+)
+
+
+def render_html(metrics: dict[str, Any], pictures: dict[str, Any], title: str) -> str:
+    """The report page: numbers with their settings, the plot, and the frame strips."""
+    settings = html.escape(json.dumps(metrics["settings"], indent=1))
+    sections = [
+        f"<h2>Settings</h2><pre>{settings}</pre>",
+        "<h2>PSNR against the horizon</h2>" + _horizon_plot(metrics),
+        *_clip_sections(pictures),
+        *_button_sections(pictures, metrics["actions"]),
+    ]
     if metrics.get("control"):
         sections.append(control_html(metrics["control"], pictures.get("control") or {}))
-    timing = metrics.get("timing", {})
-    sections.append(
-        "<h2>Runtime</h2><pre>"
-        + html.escape("\n".join(f"{k}: {v:.1f} s" for k, v in timing.items()))
-        + "</pre>"
-    )
-    style = (
-        "body{font-family:sans-serif;max-width:1340px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}th,td{text-align:left;padding:3px 10px;"
-        "vertical-align:middle}th{font-weight:normal;color:#444;white-space:nowrap}"
-        "img{image-rendering:pixelated}.strip{overflow-x:auto;max-width:1110px}"
-        "pre{background:#f6f6f6;padding:.6em;font-size:12px}"
-    )
+    timing = "\n".join(f"{k}: {v:.1f} s" for k, v in metrics.get("timing", {}).items())
+    sections.append(f"<h2>Runtime</h2><pre>{html.escape(timing)}</pre>")
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table>{''.join(rows)}</table>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table>{''.join(_number_rows(metrics))}</table>"
         + "".join(sections)
         + "</body></html>\n"
     )
