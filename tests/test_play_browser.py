@@ -4,8 +4,9 @@ Loads the page, presses keys, watches the canvas change between frames, uploads 
 saves a screenshot. Needs Debian's `chromium` and `chromium-driver` and `pip install selenium`;
 skipped, saying which is missing, without them.
 
-The last test holds → in the shipped world, as `make play` serves it, and compares the
-canvas's scroll with the game's own from the same level start.
+The last tests hold → in the shipped world, as `make play` serves it, and compare the
+canvas's scroll with the game's own from the same level start; and ← from a mid-level frame of
+a test level (`play --prompt`), against the game from the same state.
 
 Set OPENGENIE_PLAY_SCREENSHOT=path to also write the screenshot there (docs/play_screenshot.png
 for the README) and OPENGENIE_PLAY_WORLD=dir to play that world instead of a random one.
@@ -296,11 +297,11 @@ def test_play_in_headless_chromium(server, browser, tmp_path):
         shutil.copyfile(shot, target)
 
 
-@pytest.fixture(scope="module")
-def shipped_server():
-    """`opengenie play` as `make play` runs it: the shipped world, its prompt, its settings."""
+def _serve_shipped(*args: str):
+    """`opengenie play` on the shipped world at its settings, with extra arguments: yields the
+    URL, then stops the server."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opengenie.cli", "play", "--port", "0", "--no-browser"],
+        [sys.executable, "-m", "opengenie.cli", "play", "--port", "0", "--no-browser", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -314,6 +315,37 @@ def shipped_server():
     yield "http://" + line.split("http://")[1].split()[0]
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def shipped_server():
+    """`opengenie play` as `make play` runs it: the shipped world, its prompt, its settings."""
+    yield from _serve_shipped()
+
+
+# ← needs room to the left: from a level's first frame the player stands at the level's left
+# edge. Eval's mid-level start of a test level (run right, then stand still) gives it room.
+LEFT_LEVEL = 200001
+
+
+@pytest.fixture(scope="module")
+def mid_level_start(tmp_path_factory):
+    """Eval's mid-level start of LEFT_LEVEL: (its frame saved as a PNG, the game's saved state)."""
+    pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
+    from opengenie.eval.held_keys import _env, _reach_mid
+
+    env = _env(LEFT_LEVEL)
+    assert _reach_mid(env)
+    _, ob, _ = env.observe()
+    path = tmp_path_factory.mktemp("prompt") / f"level{LEFT_LEVEL}_mid.png"
+    Image.fromarray(ob["rgb"][0]).save(path)
+    return path, env.callmethod("get_state")
+
+
+@pytest.fixture(scope="module")
+def shipped_server_mid_level(mid_level_start):
+    """`make play`'s world and settings, prompted with a mid-level frame (--prompt)."""
+    yield from _serve_shipped("--prompt", str(mid_level_start[0]))
 
 
 def _canvas_pixels(driver) -> np.ndarray:
@@ -360,6 +392,44 @@ def test_holding_right_scrolls_the_shipped_world_as_the_game(shipped_server, bro
     assert world_dx > 0, f"the world scrolled {world_dx:.1f} px, the game {game_dx:.1f}"
     assert abs(world_dx - game_dx) <= max(TOLERANCE_PX, TOLERANCE_SHARE * game_dx)
     assert abs(world_dy) < 4  # and stays on the ground
+
+
+def test_holding_left_scrolls_the_shipped_world_as_the_game(
+    shipped_server_mid_level, mid_level_start, browser
+):
+    """Hold ← in the browser from a mid-level frame of a test level (eval's "mid" start, given
+    to `opengenie play --prompt`) and compare the canvas's scroll with the game's own from the
+    same state for as many frames: the world runs back left the way the game does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
+    from opengenie.eval.held_keys import _env, hold_movement
+    from opengenie.eval.scroll import estimate_scroll
+
+    browser.get(shipped_server_mid_level)
+    _wait(browser, "window.opengenie && opengenie.frames >= 1", what="the prompt frame")
+    start = _canvas_pixels(browser)
+    browser.find_element("id", "screen").click()
+    ActionChains(browser).key_down(Keys.ARROW_LEFT).perform()
+    _wait(browser, "opengenie.meta.frame >= 4", what="4 frames of holding ←")
+    ActionChains(browser).key_up(Keys.ARROW_LEFT).perform()
+    time.sleep(0.5)  # a step in flight lands
+    frames = browser.execute_script("return opengenie.meta.frame;")
+    assert browser.execute_script("return opengenie.meta.action;") == browser.execute_script(
+        "return opengenie.info.actions.keys.left;"
+    )
+    skip = browser.execute_script("return opengenie.info.frame_skip;")  # game frames a step
+    world = _canvas_pixels(browser)
+    env = _env(LEFT_LEVEL)  # the game from the same mid-level state, holding ← as long
+    env.callmethod("set_state", mid_level_start[1])
+    game, lasted = hold_movement(env, "left", frames * skip)
+    assert lasted
+    game_dx, _ = estimate_scroll(game[0], game[-1])
+    world_dx, _ = estimate_scroll(start, world)
+    assert game_dx <= -4  # the game runs left
+    assert world_dx < 0, f"the world scrolled {world_dx:.1f} px, the game {game_dx:.1f}"
+    assert abs(world_dx - game_dx) <= max(TOLERANCE_PX, TOLERANCE_SHARE * abs(game_dx))
 
 
 LATENCY_PRESSES = 60
