@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Hold one key for many world steps from CoinRun level starts, in the game and in each world,
+"""Hold one key for many world steps from CoinRun level starts (or with --start mid from eval's
+mid-level starts, where ← has room), in the game and in each world,
 as a player holding → in `make play` does (issue 14). Eval's control section scores 16 game
 frames (4 world steps at frame skip 4); this scores a longer hold (16 world steps by default).
 
@@ -14,6 +15,7 @@ level + 1e6, ...): play's default prompt is one level, and one seed is a coin fl
 
   python scripts/probe_long_hold.py shipped runs/w --levels 48 --guidance 0.25 --context-mask 0.5
   python scripts/probe_long_hold.py shipped runs/w --levels 1 --seeds 20   # play's default prompt
+  python scripts/probe_long_hold.py shipped --key left --start mid --hold 4 --levels 8 --seeds 9
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from opengenie.data.sources import DEFAULT_LEVEL_RANGES
 from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
-from opengenie.eval.held_keys import MOVEMENT_ACTION, _env, hold_movement
+from opengenie.eval.held_keys import MOVEMENT_ACTION, START_KINDS, _env, _reach_mid, hold_movement
 from opengenie.eval.scroll import estimate_scroll
 from opengenie.models import World
 from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
@@ -42,18 +44,26 @@ def scroll(frames: list[np.ndarray]) -> np.ndarray:
     return np.array([float(dx), float(dy)])
 
 
-def game_frames(level: int, key: str, hold: int, skip: int) -> list[np.ndarray]:
-    """The level's first frame, then the frame after each world step of `skip` game frames."""
-    clip, _ = hold_movement(_env(level), key, hold * skip)  # (1 + hold * skip, H, W, 3)
+def game_frames(level: int, key: str, hold: int, skip: int, start: str) -> list[np.ndarray] | None:
+    """The start frame (the level's first, or eval's mid-level start), then the frame after
+    each world step of `skip` game frames; None where the run to the mid-level start ended."""
+    env = _env(level)
+    if start == "mid" and not _reach_mid(env):
+        return None
+    clip, _ = hold_movement(env, key, hold * skip)  # (1 + hold * skip, H, W, 3)
     return list(clip[::skip])
 
 
-def probe(world: World, key: str, levels: list[int], hold: int, seeds: int = 1) -> dict:
+def probe(
+    world: World, key: str, levels: list[int], hold: int, seeds: int = 1, start: str = "first"
+) -> dict:
     code = world.action_map["keys"][key]
     skip = int(world.config.frame_skip)
     rows = []
     for level in levels:
-        game = game_frames(level, key, hold, skip)
+        game = game_frames(level, key, hold, skip, start)
+        if game is None:
+            continue
         g = scroll(game)
         tolerance = max(TOLERANCE_PX, TOLERANCE_SHARE * abs(g[0]))
         for s in range(seeds):
@@ -84,6 +94,13 @@ def main() -> None:
     p.add_argument("worlds", nargs="+", help="world directories; 'shipped'")
     p.add_argument("--key", default="right", choices=sorted(MOVEMENT_ACTION), help="(right)")
     p.add_argument("--hold", type=int, default=16, help="world steps the key is held (16)")
+    p.add_argument(
+        "--start",
+        default="first",
+        choices=START_KINDS,
+        help="first: the level's first frame (default); mid: eval's mid-level start (run "
+        "right, then stand still), where ← has room",
+    )
     p.add_argument("--levels", type=int, default=48, help="test levels from 200000 (48)")
     p.add_argument("--seeds", type=int, default=1, help="world seeds per level (1)")
     p.add_argument("--steps", type=STEPS.arg("--steps"), default=2, help="MaskGIT steps (2)")
@@ -106,9 +123,9 @@ def main() -> None:
                 setattr(world.sampling, field, getattr(args, field))
         if args.context_mask is not None:
             world.sampling.context_mask = args.context_mask
-        r = results[name] = probe(world, args.key, levels, args.hold, args.seeds)
-        cases = f"{args.levels} levels x {args.seeds} seeds"
-        head = f"{name}: hold {args.key} {args.hold} steps, {cases}"
+        r = results[name] = probe(world, args.key, levels, args.hold, args.seeds, args.start)
+        cases = f"{len({row['level'] for row in r['levels']})} levels x {args.seeds} seeds"
+        head = f"{name}: hold {args.key} {args.hold} steps from {args.start} starts, {cases}"
         print(f"{head}: the game's way {r['share_ok']:.2f} (in x alone {r['share_x_ok']:.2f})")
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
