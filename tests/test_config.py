@@ -64,6 +64,7 @@ def test_overrides_take_effect_with_types():
         ("sampling.temperature=0", "temperature"),
         ("sampling.guidance=-1", "guidance"),
         ("dynamics.clean_context=1", "clean_context"),
+        ("dynamics.context_noise=1", "context_noise"),
         ("sampling.context_mask=0.96", "context_mask"),
         ("tokenizer", "key=value"),
         ("tokenizer.temporal_window=-1", "temporal_window"),

@@ -329,6 +329,42 @@ def test_clean_context_leaves_whole_frames_unmasked(small_config):
     assert not whole_frames(0.99).all(dim=1).any()  # never a clip with nothing to predict
 
 
+def test_context_noise_swaps_visible_later_tokens_for_random_codes(small_config):
+    """dynamics.context_noise: up to that share of the visible tokens after frame 0 are random
+    codes in the model's inputs; frame 0, the masked tokens and the targets stay as they were,
+    and with 0 the inputs are the clean masked clip."""
+    tokens = _tokens(small_config, b=8, t=4)
+    actions = _actions(small_config, b=8)
+
+    def inputs_and_loss(noise: float) -> tuple[torch.Tensor, dict]:
+        small_config.dynamics.context_noise = noise
+        dyn = Dynamics(small_config).train()
+        torch.manual_seed(0)
+        dyn.load_state_dict(Dynamics(small_config).state_dict())  # same weights each call
+        seen = []
+        forward = dyn.logits
+        dyn.logits = lambda x, a: (seen.append(x.clone()), forward(x, a))[1]
+        out = dyn.masked_loss(tokens, actions, torch.Generator().manual_seed(0))
+        return seen[0], out
+
+    clean, clean_out = inputs_and_loss(0.0)
+    assert torch.equal(
+        clean, tokens.masked_fill(clean_out["mask"], small_config.tokenizer.quantizer.num_codes)
+    )
+    noisy, out = inputs_and_loss(0.9)
+    mask = out["mask"]
+    assert torch.equal(noisy[:, 0], tokens[:, 0])  # the prompt frame is never corrupted
+    assert (noisy[mask] == small_config.tokenizer.quantizer.num_codes).all()  # masked stay masked
+    swapped = (noisy != tokens) & ~mask  # (B, T, N)
+    assert 0.1 < float(swapped[:, 1:][~mask[:, 1:]].float().mean()) < 0.9
+    assert int(noisy.max()) < small_config.tokenizer.quantizer.num_codes + 1
+    # Per sample: the share swapped differs (drawn from U(0, x)), so some clips are nearly clean.
+    per_clip = swapped[:, 1:].flatten(1).float().sum(1) / (~mask[:, 1:]).flatten(1).sum(1).clamp(
+        min=1
+    )
+    assert float(per_clip.max() - per_clip.min()) > 0.2
+
+
 def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_config):
     """sampling.context_mask: each context frame but the first loses that share of its tokens
     to the mask token, in a pattern fixed by the frame's number (reproducible); 0 hides none."""

@@ -107,6 +107,10 @@ class DynamicsConfig:
     # ones (0: the paper's recipe, every frame masked at the sample's rate). Play and eval
     # predict from whole frames, which that recipe never shows the model.
     clean_context: float = 0.0
+    # Up to this share of the visible tokens after frame 0 (drawn per sample from U(0, x))
+    # replaced by random codes in training. In play the context is the model's own samples,
+    # errors included; clean training inputs never show it a wrong token (0: off).
+    context_noise: float = 0.0
 
 
 # MaskGIT steps a frame takes in play (and eval's extra ΔtPSNR beside the paper's 25): picked
@@ -235,6 +239,8 @@ class GenieConfig:
             raise UserError("need 0 <= dynamics.mask_rate_min <= mask_rate_max <= 1")
         if not 0.0 <= d.clean_context < 1.0:
             raise UserError(f"dynamics.clean_context must be in [0, 1), got {d.clean_context}")
+        if not 0.0 <= d.context_noise < 1.0:
+            raise UserError(f"dynamics.context_noise must be in [0, 1), got {d.context_noise}")
         s = self.sampling
         if s.steps < 1 or s.temperature <= 0 or s.mode not in ("random", "argmax"):
             raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")

@@ -26,6 +26,7 @@ class Dynamics(nn.Module):
         self.action_mode = cfg.action_mode
         self.mask_rate = (cfg.mask_rate_min, cfg.mask_rate_max)
         self.clean_context = cfg.clean_context
+        self.context_noise = cfg.context_noise
         tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
         self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
         self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
@@ -126,7 +127,14 @@ class Dynamics(nn.Module):
             clean = torch.rand(b, t, generator=generator, device=device) < self.clean_context
             clean[:, -1] &= ~clean[:, 1:-1].all(dim=1)  # some frame of each clip stays a target
             mask &= ~clean[:, :, None]
-        logits = self.logits(tokens.masked_fill(mask, self.mask_id), actions)  # (B, T, N, V)
+        inputs = tokens.masked_fill(mask, self.mask_id)  # (B, T, N)
+        if self.context_noise:
+            share = self.context_noise * torch.rand(b, generator=generator, device=device)
+            swap = torch.rand(b, t, n, generator=generator, device=device) < share[:, None, None]
+            swap[:, 0] = False  # the prompt is a real frame in play too
+            noise = torch.randint(self.num_codes, (b, t, n), generator=generator, device=device)
+            inputs = torch.where(swap & ~mask, noise, inputs)
+        logits = self.logits(inputs, actions)  # (B, T, N, V)
         picked, target = logits[mask].float(), tokens[mask]
         loss = F.cross_entropy(picked, target)
         accuracy = (picked.argmax(-1) == target).float().mean()

@@ -219,7 +219,7 @@ LAM_TRAINING_CHOICES = (
     "label_weight",
     "label_codes",
 )
-DYNAMICS_TRAINING_CHOICES = ("mask_rate_min", "mask_rate_max", "clean_context")
+DYNAMICS_TRAINING_CHOICES = ("mask_rate_min", "mask_rate_max", "clean_context", "context_noise")
 
 
 def _check_overrides_kept(config: GenieConfig, wanted: GenieConfig, overrides: list[str]) -> None:
