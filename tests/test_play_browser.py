@@ -356,6 +356,29 @@ def _canvas_pixels(driver) -> np.ndarray:
     return np.asarray(image)  # (64, 64, 3): the canvas holds the frame at its own size
 
 
+def _hold_arrow(driver, url: str, key: str, frames: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Open the page, hold the arrow for `key` ("left" or "right") until `frames` frames have
+    come, release it: (the prompt's canvas, the last canvas, frames stepped, game frames a
+    step). Checks the last frame was stepped with that key's action."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    arrow = {"left": Keys.ARROW_LEFT, "right": Keys.ARROW_RIGHT}[key]
+    driver.get(url)
+    _wait(driver, "window.opengenie && opengenie.frames >= 1", what="the prompt frame")
+    start = _canvas_pixels(driver)
+    driver.find_element("id", "screen").click()
+    ActionChains(driver).key_down(arrow).perform()
+    _wait(driver, f"opengenie.meta.frame >= {frames}", what=f"{frames} frames of holding {key}")
+    ActionChains(driver).key_up(arrow).perform()
+    time.sleep(0.5)  # a step in flight lands
+    stepped = driver.execute_script("return opengenie.meta.frame;")
+    action = driver.execute_script("return opengenie.meta.action;")
+    assert action == driver.execute_script(f"return opengenie.info.actions.keys['{key}'];")
+    skip = driver.execute_script("return opengenie.info.frame_skip;")  # game frames a step
+    return start, _canvas_pixels(driver), stepped, skip
+
+
 def test_holding_right_scrolls_the_shipped_world_as_the_game(shipped_server, browser):
     """Hold → in the browser from the shipped prompt (the first frame of test level 200000)
     and compare the scene's scroll on the canvas with the game's own for as many frames.
@@ -363,24 +386,12 @@ def test_holding_right_scrolls_the_shipped_world_as_the_game(shipped_server, bro
     before, the scene sank 4 px on average and held in 9 of 20 seeds; now 17 of 20, and the
     page's own seed holds in bf16 and fp32.)"""
     pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
 
     from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
     from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
     from opengenie.eval.scroll import estimate_scroll
 
-    browser.get(shipped_server)
-    _wait(browser, "window.opengenie && opengenie.frames >= 1", what="the prompt frame")
-    start = _canvas_pixels(browser)
-    browser.find_element("id", "screen").click()
-    ActionChains(browser).key_down(Keys.ARROW_RIGHT).perform()
-    _wait(browser, "opengenie.meta.frame >= 16", what="16 frames of holding →")
-    ActionChains(browser).key_up(Keys.ARROW_RIGHT).perform()
-    time.sleep(0.5)  # a step in flight lands
-    frames = browser.execute_script("return opengenie.meta.frame;")
-    skip = browser.execute_script("return opengenie.info.frame_skip;")  # game frames a step
-    world = _canvas_pixels(browser)
+    start, world, frames, skip = _hold_arrow(browser, shipped_server, "right", 16)
     env = _env(200000)  # the game, from the same level start, holding → as long
     for _ in range(frames * skip):
         game, _ = _act(env, MOVEMENT_ACTION["right"])
@@ -400,27 +411,12 @@ def test_holding_left_scrolls_the_shipped_world_as_the_game(
     """Hold ← in the browser from a mid-level frame of a test level (eval's "mid" start, given
     to `opengenie play --prompt`) and compare the canvas's scroll with the game's own from the
     same state for as many frames: the world runs back left the way the game does."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
 
     from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
     from opengenie.eval.held_keys import _env, hold_movement
     from opengenie.eval.scroll import estimate_scroll
 
-    browser.get(shipped_server_mid_level)
-    _wait(browser, "window.opengenie && opengenie.frames >= 1", what="the prompt frame")
-    start = _canvas_pixels(browser)
-    browser.find_element("id", "screen").click()
-    ActionChains(browser).key_down(Keys.ARROW_LEFT).perform()
-    _wait(browser, "opengenie.meta.frame >= 4", what="4 frames of holding ←")
-    ActionChains(browser).key_up(Keys.ARROW_LEFT).perform()
-    time.sleep(0.5)  # a step in flight lands
-    frames = browser.execute_script("return opengenie.meta.frame;")
-    assert browser.execute_script("return opengenie.meta.action;") == browser.execute_script(
-        "return opengenie.info.actions.keys.left;"
-    )
-    skip = browser.execute_script("return opengenie.info.frame_skip;")  # game frames a step
-    world = _canvas_pixels(browser)
+    start, world, frames, skip = _hold_arrow(browser, shipped_server_mid_level, "left", 4)
     env = _env(LEFT_LEVEL)  # the game from the same mid-level state, holding ← as long
     env.callmethod("set_state", mid_level_start[1])
     game, lasted = hold_movement(env, "left", frames * skip)
