@@ -46,12 +46,13 @@ def scroll(frames: list[np.ndarray]) -> np.ndarray:
 
 def game_frames(level: int, key: str, hold: int, skip: int, start: str) -> list[np.ndarray] | None:
     """The start frame (the level's first, or eval's mid-level start), then the frame after
-    each world step of `skip` game frames; None where the run to the mid-level start ended."""
+    each world step of `skip` game frames; None where the episode ended on the way to the
+    mid-level start or while the key was held (eval marks those cases invalid too)."""
     env = _env(level)
     if start == "mid" and not _reach_mid(env):
         return None
-    clip, _ = hold_movement(env, key, hold * skip)  # (1 + hold * skip, H, W, 3)
-    return list(clip[::skip])
+    clip, lasted = hold_movement(env, key, hold * skip)  # (1 + hold * skip, H, W, 3)
+    return list(clip[::skip]) if lasted else None
 
 
 def probe(
@@ -82,6 +83,8 @@ def probe(
                     "ok": x_ok and y_ok,
                 }
             )
+    if not rows:
+        raise SystemExit(f"no level of {levels[0]}..{levels[-1]} lasted the hold: nothing to score")
     return {
         "share_ok": float(np.mean([r["ok"] for r in rows])),
         "share_x_ok": float(np.mean([r["x_ok"] for r in rows])),
