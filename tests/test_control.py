@@ -15,6 +15,7 @@ from opengenie.eval.control import (
     movement_code,
 )
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
+from opengenie.eval.metrics import PSNR_CAP
 
 pytest.importorskip("procgen", reason="needs procgen-mirror (pip install 'opengenie[coinrun]')")
 
@@ -85,22 +86,25 @@ def test_case_stats_perfect_and_frozen_worlds(held) -> None:
 
 
 def test_the_tokenizer_ceiling_scores_what_a_perfect_dynamics_model_would(held) -> None:
-    """ceiling_psnr compares each valid video's reconstruction with the game at the asked
-    frames: a lossless tokenizer scores the cap, one that keeps only the start frame scores
-    copying it, and ended episodes stay NaN."""
-    from opengenie.eval.ceiling import ceiling_psnr
-    from opengenie.eval.metrics import PSNR_CAP
+    """roundtrip_held reconstructs every valid video and leaves ended episodes blank; scored
+    as a world, a lossless tokenizer matches the game and one that keeps only the start frame
+    scores copying it."""
+    from opengenie.eval.ceiling import roundtrip_held
 
-    lossless = ceiling_psnr(held, [8, 16], lambda v: v.copy())  # (L, S, M, 2)
-    assert lossless.shape == (*held.valid.shape, 2)
-    assert (lossless[held.valid] == PSNR_CAP).all()
-    assert np.isnan(lossless[~held.valid]).all()
-    first = ceiling_psnr(held, [8, 16], lambda v: np.broadcast_to(v[:, :1], v.shape).copy())
+    lossless = roundtrip_held(held, lambda v: v.copy(), batch=5)
+    assert lossless.shape == held.videos.shape and lossless.dtype == np.uint8
+    assert (lossless[held.valid] == held.videos[held.valid]).all()
+    assert (lossless[~held.valid] == 0).all()
+    first = roundtrip_held(held, lambda v: np.broadcast_to(v[:, :1], v.shape).copy())
     right = MOVEMENTS.index("right")
-    game = held.videos[:, 0, right][held.valid[:, 0, right]]  # from level starts
-    copy = case_stats(game, None)["copy_psnr"]
-    assert first[:, 0, right][held.valid[:, 0, right]].mean(0) == pytest.approx(copy, abs=1e-4)
-    assert first[:, 0, right][held.valid[:, 0, right]].max() < 30  # the game ran right
+    ok = held.valid[:, 0, right]  # from level starts
+    game = held.videos[ok, 0, right]
+    perfect = case_stats(game, lossless[ok, 0, right])
+    assert perfect["world"]["psnr"] == [PSNR_CAP, PSNR_CAP]
+    assert perfect["world"]["same_way_x"] == 1.0
+    frozen = case_stats(game, first[ok, 0, right])
+    assert frozen["world"]["psnr"] == pytest.approx(frozen["copy_psnr"], abs=1e-4)
+    assert frozen["world"]["same_way_x"] == 0.0  # the game ran right
 
 
 def _fake_world(overrides: list[str]):
@@ -156,6 +160,19 @@ def test_control_section_reads_bars_off_a_perfect_and_a_frozen_world(held, monke
     b = control_section(world, held, ControlSettings(), None, progress=False)[0]["bars"]
     assert b["right_first_same_way"] == 0.0 and b["left_mid_same_way"] == 0.0
     assert b["right_first_psnr16_gain"] == pytest.approx(0, abs=1e-6)
+    # The ceiling scores the tokenizer's frames as a world, whatever the dynamics did: a
+    # lossless tokenizer shows the game's scroll, one that keeps only the start frame none.
+    monkeypatch.setattr(control, "roundtrip", lambda world, v, precision: v.copy())
+    b = control_section(world, held, ControlSettings(), None, progress=False)[0]["bars"]
+    assert b["right_first_same_way_ceiling"] == 1.0 and b["left_mid_same_way_ceiling"] == 1.0
+    assert b["still_psnr16_ceiling"] == pytest.approx(PSNR_CAP)
+
+    def keeps_the_start(world, v, precision):
+        return np.broadcast_to(v[:, :1], v.shape).copy()
+
+    monkeypatch.setattr(control, "roundtrip", keeps_the_start)
+    b = control_section(world, held, ControlSettings(), None, progress=False)[0]["bars"]
+    assert b["right_first_same_way_ceiling"] == 0.0 and b["left_mid_same_way_ceiling"] == 0.0
 
 
 def test_a_frame_skip_world_is_held_for_the_same_game_frames(held, monkeypatch) -> None:

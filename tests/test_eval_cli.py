@@ -156,10 +156,12 @@ def test_eval_measures_control_on_coinrun_and_pairs_keys_by_it(tmp_path, capsys)
     right = c["movements"]["right"]["first"]
     assert right["cases"] == 2 and right["game_dx"][1] > 4  # the game runs right
     assert set(c["bars"]) >= {"right_first_same_way", "still_psnr16", "lam_held_nmi"}
+    assert 0 <= c["bars"]["right_first_same_way_ceiling"] <= 1  # the tokenizer's, beside it
     amap = json.loads((world_dir / "action_map.json").read_text())
     assert amap["keys"] == c["keys"] == m["actions"]["keys"]
     assert World.load(world_dir).action_map["keys"] == c["keys"]  # what play sends
-    assert "Control: held keys" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Control: held keys" in page and "same way (x) / tokenizer" in page
     assert any(p.name.startswith("control_") for p in (out / "images").glob("*.png"))
     printed = capsys.readouterr().out
     assert "control (2 levels)" in printed

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from opengenie.eval.ceiling import ceiling_psnr, roundtrip
+from opengenie.eval.ceiling import roundtrip, roundtrip_held
 from opengenie.eval.held_keys import MOVEMENTS, HeldKeyVideos
 from opengenie.eval.metrics import capped_psnr, key_assignment, nmi
 from opengenie.eval.rollout import batch_generator, cached_rollout, decode_tokens, to_uint8
@@ -259,9 +259,7 @@ def control_section(
         return world_held_rollouts(world, starts, sent, frames, settings, precision, progress)
 
     # What a dynamics model that predicted the game's tokens exactly would score (ceiling.py).
-    ceiling = ceiling_psnr(
-        held, [frames // 2, frames], lambda v: roundtrip(world, v, precision)
-    )  # (L, S, M, 2)
+    ceiling = roundtrip_held(held, lambda v: roundtrip(world, v, precision))  # (L, S, M, 1+F, ...)
     movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride, ceiling)
     metrics = {
         "levels": [int(v) for v in held.levels],
@@ -309,8 +307,8 @@ def _movement_stats(
     ceiling: np.ndarray,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per movement and start kind, the game's cases beside the world's rollouts `rolled`
-    (one per case, in `cases` order) and the tokenizer's ceiling (L, S, M, 2) on their PSNR at
-    frames 8 and 16: (movements, pictures)."""
+    (one per case, in `cases` order) and beside `ceiling`, the tokenizer's reconstructions of
+    the game's videos (L, S, M, 1+F, H, W, 3) scored as a world: (movements, pictures)."""
     index = {case: i for i, case in enumerate(cases)}
     movements: dict[str, Any] = {}
     pictures: dict[str, Any] = {}
@@ -323,7 +321,9 @@ def _movement_stats(
             world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
             movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
             if rows:  # the first level's case; no world row where the key has no code
-                movements[name][kind]["tokenizer_psnr"] = ceiling[rows, st, m].mean(0).tolist()
+                perfect = case_stats(game, ceiling[rows, st, m], stride)["world"]
+                movements[name][kind]["tokenizer_psnr"] = perfect["psnr"]
+                movements[name][kind]["tokenizer_same_way_x"] = perfect["same_way_x"]
                 shown = None if world_v is None else world_v[0]
                 pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
     return movements, pictures
@@ -370,6 +370,8 @@ def control_bars(c: dict[str, Any]) -> dict[str, Any]:
         # The same frames as the tokenizer reconstructs them: a perfect dynamics model's score.
         "jump_psnr16_ceiling": mean([(j.get("tokenizer_psnr") or [None, None])[1] for j in jump]),
         "still_psnr16_ceiling": mean([(x.get("tokenizer_psnr") or [None, None])[1] for x in still]),
+        "right_first_same_way_ceiling": right.get("tokenizer_same_way_x"),
+        "left_mid_same_way_ceiling": left.get("tokenizer_same_way_x"),
         "lam_left_right_still_distinct": len(set(dominant)) == 3 and None not in dominant,
         "lam_left_right_still_min_share": min(s for s in shares if s is not None)
         if all(s is not None for s in shares)

@@ -345,8 +345,10 @@ def control_summary(c: dict[str, Any]) -> str:
     """One line of the control bars for the terminal."""
     b = c["bars"]
     return (
-        f"control ({len(c['levels'])} levels): → same way {_fmt(b['right_first_same_way'])}, "
-        f"← (mid) {_fmt(b['left_mid_same_way'])}, ↑ dy sign {_fmt(b['jump_dy8_same_sign'])}, "
+        f"control ({len(c['levels'])} levels): → same way {_fmt(b['right_first_same_way'])} "
+        f"(the tokenizer's ceiling {_fmt(b.get('right_first_same_way_ceiling'))}), "
+        f"← (mid) {_fmt(b['left_mid_same_way'])} ({_fmt(b.get('left_mid_same_way_ceiling'))}), "
+        f"↑ dy sign {_fmt(b['jump_dy8_same_sign'])}, "
         f"still frame-16 PSNR {_fmt(b['still_psnr16'])} dB (the tokenizer's ceiling "
         f"{_fmt(b.get('still_psnr16_ceiling'))}), LAM ←/→/still distinct "
         f"{b['lam_left_right_still_distinct']}, held NMI {_fmt(b['lam_held_nmi'], 3)}"
@@ -357,7 +359,8 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
     """The control section: a table per start kind, the LAM's codes, a picture per key."""
     head = (
         "<tr><th>key</th><th>code</th><th>cases</th><th>game dx / dy (px, frame "
-        f"{c['frames']})</th><th>world dx / dy</th><th>same way (x)</th><th>dy sign (frame "
+        f"{c['frames']})</th><th>world dx / dy</th><th>same way (x) / tokenizer</th>"
+        f"<th>dy sign (frame "
         f"{c['frames'] // 2})</th><th>PSNR world / copy / tokenizer, frame {c['frames'] // 2}</th>"
         f"<th>frame {c['frames']}</th></tr>"
     )
@@ -366,9 +369,9 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
         f"<p>{html.escape(control_summary(c))}. Scroll is the camera's: dx &gt; 0 right, dy &gt; 0 "
         f"up. Same way: the world's dx has the game's sign and lies within "
         f"{html.escape(c['settings']['tolerance'])}, where the game moves "
-        f"≥ {c['settings']['moving_px']:g} px. The tokenizer's PSNR is its own reconstruction "
-        "of the game's frame: what a dynamics model that predicted the game exactly would "
-        "score.</p>",
+        f"≥ {c['settings']['moving_px']:g} px. The tokenizer's figures score its own "
+        "reconstruction of the game's frames as a world: what a dynamics model that predicted "
+        "the game exactly would score.</p>",
     ]
     for kind in c["start_kinds"]:
         rows = []
@@ -385,7 +388,8 @@ def control_html(c: dict[str, Any], pictures: dict[str, Any]) -> str:
                 f"<td>{_px(case['game_dx'][1])} / {_px(case['game_dy'][1])}</td>"
                 f"<td>{_px((w.get('dx') or [None, None])[1])} / "
                 f"{_px((w.get('dy') or [None, None])[1])}</td>"
-                f"<td>{_fmt(w.get('same_way_x'))} ({w.get('moving_x_cases', 0)})</td>"
+                f"<td>{_fmt(w.get('same_way_x'))} ({w.get('moving_x_cases', 0)}) / "
+                f"{_fmt(case.get('tokenizer_same_way_x'))}</td>"
                 f"<td>{_fmt(w.get('same_sign_y'))} ({w.get('moving_y_cases', 0)})</td>"
                 f"<td>{_fmt(psnr8)} / {_fmt(case['copy_psnr'][0])} / {_fmt(ceil8)}</td>"
                 f"<td>{_fmt(psnr16)} / {_fmt(case['copy_psnr'][1])} / {_fmt(ceil16)}</td>"
