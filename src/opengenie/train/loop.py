@@ -73,15 +73,7 @@ def run_phase(
     model = phase.model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optim = phase.optim
-    # The fused kernel (CPU and CUDA) is ~9x faster than foreach for these sizes (measured).
-    fused = torch.device(dist.device).type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=optim.lr,
-        betas=tuple(optim.betas),
-        weight_decay=optim.weight_decay,
-        fused=fused,
-    )
+    optimizer = _adamw(trainable, optim, dist.device)
     if dist.is_main:
         for path in ckpt.remove_stale_staging(run):
             print(f"removed {path}: left by a checkpoint write that did not finish")
@@ -94,14 +86,7 @@ def run_phase(
     # The loader's position as of the last completed step: a Ctrl-C between drawing a batch and
     # finishing its step must not save the loader one batch ahead of `step`.
     loader_state = loader.state_dict()
-    forward = model
-    if dist.enabled:
-        ddp_kwargs = (
-            {"device_ids": [torch.device(dist.device).index]} if "cuda" in dist.device else {}
-        )
-        forward = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-    if opts.compile:
-        forward = torch.compile(forward)
+    forward = _wrap(model, opts, dist)
     target = opts.steps if opts.steps is not None else optim.steps
     deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
     if dist.is_main and optim.schedule == "cosine" and target < optim.steps:
@@ -113,16 +98,7 @@ def run_phase(
             f"{optim.min_lr:g}: pass --set {phase.name}_optim.steps={target} to decay by then"
         )
     bf16 = optim.bf16 if opts.bf16 is None else opts.bf16
-    if bf16 and dist.is_main and torch.device(dist.device).type == "cpu":
-        from opengenie.precision import cpu_bf16_is_faster
-
-        if not cpu_bf16_is_faster():  # emulated bf16: measured ~30x slower steps on AVX2 hosts
-            print("warning: bf16 matmuls are slower than fp32 on this CPU; pass --no-bf16")
-    autocast = (
-        torch.autocast(device_type=torch.device(dist.device).type, dtype=torch.bfloat16)
-        if bf16
-        else contextlib.nullcontext()
-    )
+    autocast = _autocast(bf16, dist)
     logger = _Logger(run, opts, dist.is_main)
 
     def trainer_state() -> dict:
@@ -147,23 +123,11 @@ def run_phase(
             batch = next(loader)
             torch.manual_seed(step_seed(opts.seed, dist.rank, step))
             lr = lr_at(step, optim)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            inputs = phase.inputs(batch)
-            with autocast:
-                out = forward(*inputs)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(trainable, optim.grad_clip)
-                if optim.grad_clip > 0
-                else torch.zeros(())
+            last = _train_step(
+                forward, phase.inputs(batch), optimizer, trainable, lr, optim, autocast
             )
-            optimizer.step()
             step, loader_state = step + 1, loader.state_dict()  # together: no interrupt between
             frames_seen += batch["frames"].shape[0] * batch["frames"].shape[1] * dist.world_size
-            last = {k: _scalar(v) for k, v in out.items() if _is_scalar(v)}
-            last.update(lr=lr, grad_norm=float(grad_norm))
             rate = frames_seen / max(1e-9, time.monotonic() - started)
             logger.train(step, last, rate)
             bar.set_postfix(loss=f"{last['loss']:.4f}", fps=f"{rate:.0f}", refresh=False)
@@ -187,6 +151,67 @@ def run_phase(
     if best is not None:
         summary["best"] = best
     return summary
+
+
+def _train_step(
+    forward: nn.Module,
+    inputs: tuple,
+    optimizer: torch.optim.Optimizer,
+    trainable: list[nn.Parameter],
+    lr: float,
+    optim: OptimConfig,
+    autocast: contextlib.AbstractContextManager,
+) -> dict:
+    """One optimisation step at learning rate `lr`: the model's scalar outputs, lr, grad_norm."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast:
+        out = forward(*inputs)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    grad_norm = (
+        torch.nn.utils.clip_grad_norm_(trainable, optim.grad_clip)
+        if optim.grad_clip > 0
+        else torch.zeros(())
+    )
+    optimizer.step()
+    last = {k: _scalar(v) for k, v in out.items() if _is_scalar(v)}
+    return {**last, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def _adamw(params: list[nn.Parameter], optim: OptimConfig, device: str) -> torch.optim.AdamW:
+    # The fused kernel (CPU and CUDA) is ~9x faster than foreach for these sizes (measured).
+    return torch.optim.AdamW(
+        params,
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        weight_decay=optim.weight_decay,
+        fused=torch.device(device).type in ("cpu", "cuda"),
+    )
+
+
+def _wrap(model: nn.Module, opts: RunOptions, dist: DistInfo) -> nn.Module:
+    """The module the steps call: DDP across processes, then torch.compile when asked."""
+    forward = model
+    if dist.enabled:
+        ddp_kwargs = (
+            {"device_ids": [torch.device(dist.device).index]} if "cuda" in dist.device else {}
+        )
+        forward = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+    return torch.compile(forward) if opts.compile else forward
+
+
+def _autocast(bf16: bool, dist: DistInfo) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the run's device, or nothing; warns where the CPU only emulates bf16."""
+    if not bf16:
+        return contextlib.nullcontext()
+    device = torch.device(dist.device).type
+    if dist.is_main and device == "cpu":
+        from opengenie.precision import cpu_bf16_is_faster
+
+        if not cpu_bf16_is_faster():  # emulated bf16: measured ~30x slower steps on AVX2 hosts
+            print("warning: bf16 matmuls are slower than fp32 on this CPU; pass --no-bf16")
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 
 def _validate(phase: Phase, run: Path, step: int, best: dict | None, logger) -> dict | None:
