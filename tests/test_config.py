@@ -65,6 +65,7 @@ def test_overrides_take_effect_with_types():
         ("sampling.guidance=-1", "guidance"),
         ("dynamics.clean_context=1", "clean_context"),
         ("dynamics.context_noise=1", "context_noise"),
+        ("dynamics.changed_weight=0", "changed_weight"),
         ("sampling.context_mask=0.96", "context_mask"),
         ("tokenizer", "key=value"),
         ("tokenizer.temporal_window=-1", "temporal_window"),

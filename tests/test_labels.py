@@ -172,13 +172,14 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) 
     tuned = ["--init-from", str(tmp_path / "w"), "--set", "lam.label_fraction=1.0"]
     tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2", "--set", "frames=3"]
     tuned += ["--set", "dynamics.clean_context=0.5", "--set", "dynamics.mask_rate_min=0.25"]
-    tuned += ["--set", "dynamics.context_noise=0.1"]
+    tuned += ["--set", "dynamics.context_noise=0.1", "--set", "dynamics.changed_weight=2"]
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
     world = World.load(tmp_path / "w2")
     assert world.config.lam.label_fraction == 1.0 and world.config.lam.label_codes
     assert world.config.dynamics.clean_context == 0.5  # the new run's masking, too
     assert world.config.dynamics.mask_rate_min == 0.25
     assert world.config.dynamics.context_noise == 0.1
+    assert world.config.dynamics.changed_weight == 2.0
     assert world.lam.label_head is None
     assert world.config.frame_skip == 2  # the new run's frame skip, on the World's sizes
     assert world.config.frames == 3 and World.load(tmp_path / "w").config.frames == 4  # clips

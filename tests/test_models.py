@@ -365,6 +365,43 @@ def test_context_noise_swaps_visible_later_tokens_for_random_codes(small_config)
     assert float(per_clip.max() - per_clip.min()) > 0.2
 
 
+def test_changed_weight_weighs_the_tokens_that_moved(small_config):
+    """dynamics.changed_weight: a masked target that differs from the same place in the frame
+    before counts that much in the cross-entropy, one that does not counts 1; 1 is the plain
+    mean, and a clip where nothing changes scores the same whatever the weight."""
+    import torch.nn.functional as F
+
+    tokens = _tokens(small_config, b=4, t=4)
+    tokens[:, 2] = tokens[:, 1]  # frame 2 repeats frame 1: its targets are unchanged
+    tokens[:, 3, : tokens.shape[2] // 2] = tokens[:, 2, : tokens.shape[2] // 2]  # half of 3
+    actions = _actions(small_config, b=4)
+
+    def loss_and_logits(clip: torch.Tensor, weight: float) -> tuple[dict, torch.Tensor]:
+        small_config.dynamics.changed_weight = weight
+        torch.manual_seed(0)
+        dyn = Dynamics(small_config).train()
+        seen = []
+        forward = dyn.logits
+        dyn.logits = lambda x, a: (seen.append(forward(x, a)), seen[-1])[1]
+        return dyn.masked_loss(clip, actions, torch.Generator().manual_seed(0)), seen[0]
+
+    plain, logits = loss_and_logits(tokens, 1.0)
+    mask = plain["mask"]
+    ce = F.cross_entropy(logits[mask].float(), tokens[mask], reduction="none")
+    assert float(plain["loss"]) == pytest.approx(float(ce.mean()), rel=1e-5)
+    weighted, _ = loss_and_logits(tokens, 5.0)
+    changed = torch.zeros_like(mask)
+    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    w = 1.0 + 4.0 * changed[mask].float()
+    assert 0 < int(changed[mask].sum()) < int(mask.sum())  # both kinds among the targets
+    assert float(weighted["loss"]) == pytest.approx(float((ce * w).sum() / w.sum()), rel=1e-5)
+    assert float(weighted["loss"]) != pytest.approx(float(plain["loss"]), rel=1e-3)
+    still = tokens[:, :1].expand_as(tokens).clone()  # nothing moves
+    a, _ = loss_and_logits(still, 1.0)
+    b, _ = loss_and_logits(still, 5.0)
+    assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-6)
+
+
 def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_config):
     """sampling.context_mask: each context frame but the first loses that share of its tokens
     to the mask token, in a pattern fixed by the frame's number (reproducible); 0 hides none."""

@@ -111,6 +111,10 @@ class DynamicsConfig:
     # replaced by random codes in training. In play the context is the model's own samples,
     # errors included; clean training inputs never show it a wrong token (0: off).
     context_noise: float = 0.0
+    # Weight in the loss of a target token that differs from the same place in the frame
+    # before, against 1 for one that does not. Most of a frame stays put; the keys' effect is
+    # in what moves, which an unweighted loss counts no more than the still background (1: off).
+    changed_weight: float = 1.0
 
 
 # MaskGIT steps a frame takes in play (and eval's extra ΔtPSNR beside the paper's 25): picked
@@ -241,6 +245,8 @@ class GenieConfig:
             raise UserError(f"dynamics.clean_context must be in [0, 1), got {d.clean_context}")
         if not 0.0 <= d.context_noise < 1.0:
             raise UserError(f"dynamics.context_noise must be in [0, 1), got {d.context_noise}")
+        if not d.changed_weight > 0:
+            raise UserError(f"dynamics.changed_weight must be > 0, got {d.changed_weight}")
         s = self.sampling
         if s.steps < 1 or s.temperature <= 0 or s.mode not in ("random", "argmax"):
             raise UserError("sampling needs steps >= 1, temperature > 0, mode random|argmax")

@@ -27,6 +27,7 @@ class Dynamics(nn.Module):
         self.mask_rate = (cfg.mask_rate_min, cfg.mask_rate_max)
         self.clean_context = cfg.clean_context
         self.context_noise = cfg.context_noise
+        self.changed_weight = cfg.changed_weight
         tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
         self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
         self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
@@ -115,7 +116,8 @@ class Dynamics(nn.Module):
 
         Each sample draws its own mask rate from U(min, max) (Jasmine #101); frame 0 is never
         masked (it is the context), nor is a share `clean_context` of the other frames (whole
-        context, as in play); cross-entropy counts masked tokens only.
+        context, as in play); cross-entropy counts masked tokens only, those that changed since
+        the frame before weighted by `changed_weight`.
         """
         b, t, n = tokens.shape
         low, high = self.mask_rate
@@ -136,6 +138,12 @@ class Dynamics(nn.Module):
             inputs = torch.where(swap & ~mask, noise, inputs)
         logits = self.logits(inputs, actions)  # (B, T, N, V)
         picked, target = logits[mask].float(), tokens[mask]
-        loss = F.cross_entropy(picked, target)
+        loss = F.cross_entropy(picked, target, reduction="none")  # (M,)
+        # Tokens that changed since the frame before weigh `changed_weight` (frame 0 is never
+        # a target, so every target has a frame before it).
+        changed = torch.zeros_like(mask)
+        changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]  # (B, T, N)
+        weight = torch.where(changed[mask], self.changed_weight, 1.0)  # (M,)
+        loss = (loss * weight).sum() / weight.sum().clamp(min=1e-9)
         accuracy = (picked.argmax(-1) == target).float().mean()
         return {"loss": loss, "accuracy": accuracy, "mask": mask, "mask_rate": rate}

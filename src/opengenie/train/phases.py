@@ -219,7 +219,13 @@ LAM_TRAINING_CHOICES = (
     "label_weight",
     "label_codes",
 )
-DYNAMICS_TRAINING_CHOICES = ("mask_rate_min", "mask_rate_max", "clean_context", "context_noise")
+DYNAMICS_TRAINING_CHOICES = (
+    "mask_rate_min",
+    "mask_rate_max",
+    "clean_context",
+    "context_noise",
+    "changed_weight",
+)
 
 
 def _check_overrides_kept(config: GenieConfig, wanted: GenieConfig, overrides: list[str]) -> None:
