@@ -259,7 +259,9 @@ def control_section(
         return world_held_rollouts(world, starts, sent, frames, settings, precision, progress)
 
     # What a dynamics model that predicted the game's tokens exactly would score (ceiling.py).
-    ceiling = roundtrip_held(held, lambda v: roundtrip(world, v, precision))  # (L, S, M, 1+F, ...)
+    ceiling = _tokenizer_stats(
+        held, roundtrip_held(held, lambda v: roundtrip(world, v, precision)), stride
+    )  # sampling settings do not change it: computed once for `s` and every `extra`
     movements, pictures = _movement_stats(held, keys, cases, rollouts(s), stride, ceiling)
     metrics = {
         "levels": [int(v) for v in held.levels],
@@ -304,11 +306,11 @@ def _movement_stats(
     cases: list[tuple[int, int, int]],
     rolled: np.ndarray,
     stride: int,
-    ceiling: np.ndarray,
+    ceiling: dict[tuple[str, str], dict[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per movement and start kind, the game's cases beside the world's rollouts `rolled`
-    (one per case, in `cases` order) and beside `ceiling`, the tokenizer's reconstructions of
-    the game's videos (L, S, M, 1+F, H, W, 3) scored as a world: (movements, pictures)."""
+    (one per case, in `cases` order) and the tokenizer's figures `ceiling`
+    (`_tokenizer_stats`): (movements, pictures)."""
     index = {case: i for i, case in enumerate(cases)}
     movements: dict[str, Any] = {}
     pictures: dict[str, Any] = {}
@@ -321,12 +323,28 @@ def _movement_stats(
             world_v = None if code is None else rolled[[index[(lv, st, m)] for lv in rows]]
             movements[name][kind] = case_stats(game, world_v, stride) if rows else {"cases": 0}
             if rows:  # the first level's case; no world row where the key has no code
-                perfect = case_stats(game, ceiling[rows, st, m], stride)["world"]
-                movements[name][kind]["tokenizer_psnr"] = perfect["psnr"]
-                movements[name][kind]["tokenizer_same_way_x"] = perfect["same_way_x"]
+                movements[name][kind].update(ceiling[(name, kind)])
                 shown = None if world_v is None else world_v[0]
                 pictures[f"{name}/{kind}"] = (game[0], shown, int(held.levels[rows[0]]))
     return movements, pictures
+
+
+def _tokenizer_stats(
+    held: HeldKeyVideos, recon: np.ndarray, stride: int
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The tokenizer's reconstructions of the game's videos, recon (L, S, M, 1+F, H, W, 3),
+    scored as a world per (movement, start kind) with cases: its PSNR and same-way share."""
+    out = {}
+    for m, name in enumerate(MOVEMENTS):
+        for st, kind in enumerate(held.start_kinds):
+            rows = [lv for lv in range(len(held.levels)) if held.valid[lv, st, m]]
+            if rows:
+                perfect = case_stats(held.videos[rows, st, m], recon[rows, st, m], stride)["world"]
+                out[(name, kind)] = {
+                    "tokenizer_psnr": perfect["psnr"],
+                    "tokenizer_same_way_x": perfect["same_way_x"],
+                }
+    return out
 
 
 def control_bars(c: dict[str, Any]) -> dict[str, Any]:

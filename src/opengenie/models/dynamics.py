@@ -138,12 +138,13 @@ class Dynamics(nn.Module):
             inputs = torch.where(swap & ~mask, noise, inputs)
         logits = self.logits(inputs, actions)  # (B, T, N, V)
         picked, target = logits[mask].float(), tokens[mask]
-        loss = F.cross_entropy(picked, target, reduction="none")  # (M,)
-        # Tokens that changed since the frame before weigh `changed_weight` (frame 0 is never
-        # a target, so every target has a frame before it).
-        changed = torch.zeros_like(mask)
-        changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]  # (B, T, N)
-        weight = torch.where(changed[mask], self.changed_weight, 1.0)  # (M,)
-        loss = (loss * weight).sum() / weight.sum().clamp(min=1e-9)
+        if self.changed_weight == 1.0:
+            loss = F.cross_entropy(picked, target)
+        else:  # tokens that changed since the frame before (frame 0 is never a target)
+            changed = torch.zeros_like(mask)
+            changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]  # (B, T, N)
+            weight = torch.where(changed[mask], self.changed_weight, 1.0)  # (M,)
+            per_token = F.cross_entropy(picked, target, reduction="none")  # (M,)
+            loss = (per_token * weight).sum() / weight.sum().clamp(min=1e-9)
         accuracy = (picked.argmax(-1) == target).float().mean()
         return {"loss": loss, "accuracy": accuracy, "mask": mask, "mask_rate": rate}
