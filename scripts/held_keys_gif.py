@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from opengenie.eval.control import movement_code
 from opengenie.eval.held_keys import MOVEMENT_ACTION, _act, _env
 from opengenie.models import World
-from opengenie.options import CONTEXT_MASK
+from opengenie.options import CONTEXT_MASK, MIN_P
 from opengenie.play.cli import DEFAULT_STEPS
 from opengenie.precision import resolve_precision
 
@@ -50,6 +50,7 @@ def main() -> None:
         type=CONTEXT_MASK.arg("--context-mask"),
         help="share of context tokens hidden (default: the world's)",
     )
+    p.add_argument("--min-p", type=MIN_P.arg("--min-p"), help="min-p (default: the world's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--out", required=True, help="GIF path; a PNG strip is written beside it")
@@ -64,6 +65,8 @@ def main() -> None:
         world.sampling.guidance = args.guidance
     if args.context_mask is not None:
         world.sampling.context_mask = args.context_mask
+    if args.min_p is not None:
+        world.sampling.min_p = args.min_p
     keys = (world.action_map or {}).get("keys", {})
     env = _env(args.level)
     _, ob, _ = env.observe()

@@ -20,7 +20,7 @@ from opengenie.data.sources import DEFAULT_LEVEL_RANGES
 from opengenie.eval.control import ControlSettings, control_section
 from opengenie.eval.held_keys import record_held_keys
 from opengenie.models import World
-from opengenie.options import CONTEXT_MASK
+from opengenie.options import CONTEXT_MASK, MIN_P
 
 FIRST_TEST_LEVEL = DEFAULT_LEVEL_RANGES["test"][0]  # CoinRun's test levels (200000)
 
@@ -44,13 +44,20 @@ def main() -> None:
         default=0.0,
         help="share of context tokens hidden (0: none)",
     )
+    p.add_argument(
+        "--min-p", type=MIN_P.arg("--min-p"), default=0.0, help="min-p truncation (0: none)"
+    )
     p.add_argument("--out", type=Path, help="JSON of each world's control section (bars first)")
     args = p.parse_args()
     torch.set_flush_denormal(True)  # denormals slow CPU matmuls several-fold
     levels = np.arange(args.first_level, args.first_level + args.levels)
     held = record_held_keys(levels)
     settings = ControlSettings(
-        args.steps, args.temperature, guidance=args.guidance, context_mask=args.context_mask
+        args.steps,
+        args.temperature,
+        guidance=args.guidance,
+        context_mask=args.context_mask,
+        min_p=args.min_p,
     )
     precision = torch.autocast("cpu", dtype=torch.bfloat16)
     results = {}

@@ -32,7 +32,7 @@ from opengenie.eval.control import TOLERANCE_PX, TOLERANCE_SHARE
 from opengenie.eval.held_keys import MOVEMENT_ACTION, START_KINDS, _env, _reach_mid, hold_movement
 from opengenie.eval.scroll import estimate_scroll
 from opengenie.models import World
-from opengenie.options import CONTEXT_MASK, GUIDANCE, STEPS, TEMPERATURE
+from opengenie.options import CONTEXT_MASK, GUIDANCE, MIN_P, STEPS, TEMPERATURE
 
 FIRST_TEST_LEVEL = DEFAULT_LEVEL_RANGES["test"][0]  # CoinRun's test levels (200000)
 SEED_STRIDE = 1_000_000  # seed s of a level: level + s * stride (s = 0: the level's own seed)
@@ -110,6 +110,7 @@ def main() -> None:
     p.add_argument("--temperature", type=TEMPERATURE.arg("--temperature"), help="(the world's)")
     p.add_argument("--guidance", type=GUIDANCE.arg("--guidance"), help="(the world's)")
     p.add_argument("--context-mask", type=CONTEXT_MASK.arg("--context-mask"), help="(the world's)")
+    p.add_argument("--min-p", type=MIN_P.arg("--min-p"), help="(the world's)")
     p.add_argument("--out", type=Path, help="JSON of each world's levels")
     args = p.parse_args()
     if args.levels < 1 or args.seeds < 1 or args.hold < 1:
@@ -121,7 +122,7 @@ def main() -> None:
         world = World.load(None if name == "shipped" else name).eval()
         world.set_dynamics_dtype(torch.bfloat16)  # play's precision
         world.sampling.steps = args.steps
-        for field in ("temperature", "guidance"):
+        for field in ("temperature", "guidance", "min_p"):
             if getattr(args, field) is not None:
                 setattr(world.sampling, field, getattr(args, field))
         if args.context_mask is not None:

@@ -67,6 +67,8 @@ def test_overrides_take_effect_with_types():
         ("dynamics.context_noise=1", "context_noise"),
         ("dynamics.changed_weight=0", "changed_weight"),
         ("sampling.context_mask=0.96", "context_mask"),
+        ("sampling.min_p=1.5", "min_p"),
+        ("sampling.min_p=-0.1", "min_p"),
         ("tokenizer", "key=value"),
         ("tokenizer.temporal_window=-1", "temporal_window"),
     ],

@@ -210,3 +210,16 @@ def test_eval_context_mask_changes_the_rollouts_and_is_recorded(setup) -> None:
     hidden, whole = (runs[s]["dynamics"]["delta_t_psnr"]["frame_psnr"] for s in ("0.5", "0"))
     assert hidden != whole
     assert main(["eval", "--data", str(root / "data"), "--context-mask", "1"]) == 2
+
+
+def test_eval_min_p_changes_the_rollouts_and_is_recorded(setup) -> None:
+    """--min-p truncates every rollout's sampling: other ΔtPSNR frames than without, recorded
+    in the settings and the ΔtPSNR entry, and the settings are then not the protocol's."""
+    root = setup
+    runs = {m: _quick_eval(root, "world", f"min_p{m}", "--min-p", m) for m in ("0.5", "0")}
+    assert runs["0.5"]["settings"]["min_p"] == 0.5 and runs["0"]["settings"]["min_p"] == 0.0
+    assert runs["0.5"]["dynamics"]["delta_t_psnr"]["min_p"] == 0.5
+    assert "min_p=0.5" in runs["0.5"]["dynamics"]["delta_t_psnr"]["label"]
+    truncated, whole = (runs[m]["dynamics"]["delta_t_psnr"]["frame_psnr"] for m in ("0.5", "0"))
+    assert truncated != whole
+    assert main(["eval", "--data", str(root / "data"), "--min-p", "2"]) == 2

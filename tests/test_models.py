@@ -185,6 +185,47 @@ def test_sampler_temperature_seed_and_mode_take_effect():
     assert torch.equal(greedy, fn.table.argmax(-1).expand(4, -1))
 
 
+def test_sampler_min_p_drops_the_unlikely_codes_and_only_those():
+    """min_p: a code less likely than min_p times its token's likeliest is never drawn, every
+    code above that share still is; 0 draws from the whole softmax, 1 is greedy."""
+    vocab, n = 20, 256
+    probs = torch.full((vocab,), 0.02)  # the tail: 0.02 / 0.3 < 0.1 of the likeliest
+    probs[:3] = torch.tensor([0.3, 0.2, 0.16])  # 0.16 / 0.3 > 0.5: kept at min_p 0.5
+    table = probs.log().expand(n, -1)  # (N, V): every token alike
+
+    def sample(min_p: float) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        fn = lambda tokens: table.expand(tokens.shape[0], -1, -1)  # noqa: E731
+        return maskgit_fill(fn, 4, n, vocab, steps=4, generator=g, min_p=min_p)
+
+    assert set(sample(0.5).unique().tolist()) == {0, 1, 2}  # all three kept, the tail gone
+    assert int(sample(0.0).max()) >= 3  # without min-p the tail is drawn (~34% of codes)
+    assert set(sample(0.6).unique().tolist()) == {0, 1}  # 0.16 / 0.3 < 0.6
+    assert torch.equal(sample(1.0), torch.zeros(4, n, dtype=torch.long))  # greedy
+    with pytest.raises(ValueError, match="min_p"):
+        sample(1.5)
+
+
+def test_min_p_is_what_a_world_loads_and_changes_its_frames(small_config, tmp_path):
+    """A World's config.json sampling.min_p reaches its play sessions, which then sample other
+    frames from the same seed than without it."""
+    small_config.sampling.min_p = 0.5
+    torch.manual_seed(0)
+    World(small_config).save(tmp_path / "w")
+    world = World.load(tmp_path / "w")
+    assert world.sampling.min_p == 0.5
+
+    def frames() -> list:
+        session = world.new_session()
+        session.sampling.steps = 2
+        session.reset(np.zeros((32, 32, 3), np.uint8), seed=3)
+        return [session.next_tokens(0).clone() for _ in range(4)]
+
+    truncated = frames()
+    world.sampling.min_p = 0.0  # sessions copy the world's settings when made
+    assert any(not torch.equal(a, b) for a, b in zip(truncated, frames(), strict=True))
+
+
 def test_world_action_changes_output_and_seed_reproduces(small_config):
     torch.manual_seed(0)
     world = World(small_config)

@@ -424,6 +424,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--guidance" in capsys.readouterr().err
     assert main(["play", "--world", str(tmp_path), "--context-mask", "1"]) == 2
     assert "--context-mask" in capsys.readouterr().err
+    assert main(["play", "--world", str(tmp_path), "--min-p", "1.5"]) == 2
+    assert "--min-p" in capsys.readouterr().err
 
 
 def test_cli_context_mask_reaches_the_served_world(world, tmp_path, monkeypatch):
@@ -443,6 +445,25 @@ def test_cli_context_mask_reaches_the_served_world(world, tmp_path, monkeypatch)
     assert served["mask"] == 0.5 and served["info"]["context_mask"] == 0.5
     assert main(["play", "--world", str(path), "--no-browser"]) == 0
     assert served["mask"] == 0.25
+
+
+def test_cli_min_p_reaches_the_served_world(world, tmp_path, monkeypatch):
+    """play --min-p overrides the world's config.json value; without it the world's own value
+    stays (here 0.05), and the page is told which."""
+    world.config.sampling.min_p = 0.05
+    path = world.save(tmp_path / "w")
+    served = {}
+
+    async def fake_serve(server, *_args) -> None:
+        session = server.new_session()  # what a tab plays with
+        served["min_p"] = session.sampling.min_p
+        served["info"] = server._info(SimpleNamespace(session=session))
+
+    monkeypatch.setattr("opengenie.play.cli._serve", fake_serve)
+    assert main(["play", "--world", str(path), "--no-browser", "--min-p", "0.2"]) == 0
+    assert served["min_p"] == 0.2 and served["info"]["min_p"] == 0.2
+    assert main(["play", "--world", str(path), "--no-browser"]) == 0
+    assert served["min_p"] == 0.05
 
 
 def test_cli_guidance_needs_a_world_that_knows_standing_still(world, tmp_path, capsys):
@@ -582,6 +603,26 @@ def test_bench_play_joins_eval_figures_measured_at_the_worlds_context_mask(world
         assert main([*args, "--eval-metrics", str(metrics)]) == 0
         report = json.loads(out.read_text())
         assert report["play_defaults"]["context_mask"] == 0.5
+        found = report["delta_psnr_at_play_defaults"]
+        assert (found and found["value"]) == joined
+
+
+def test_bench_play_joins_eval_figures_measured_at_the_worlds_min_p(world, tmp_path):
+    """A world played with sampling.min_p gets eval's figures measured with the same min-p
+    only: an entry sampled from the whole softmax is not its quality."""
+    world.config.sampling.min_p = 0.1
+    path = world.save(tmp_path / "truncating")
+    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
+    extra = {**delta, "value": 3.1, "steps": 2}
+    out = tmp_path / "play.json"
+    args = ["bench", "play", "--world", str(path), "--out", str(out), "--steps", "2"]
+    args += ["--frames", "1", "--rounds", "1", "--sweep", "2"]
+    for min_p, joined in ((0.0, None), (0.1, 3.1)):
+        entry = {**extra, "min_p": min_p}
+        metrics = _eval_metrics(tmp_path, {**delta, "min_p": min_p}, entry)
+        assert main([*args, "--eval-metrics", str(metrics)]) == 0
+        report = json.loads(out.read_text())
+        assert report["play_defaults"]["min_p"] == 0.1
         found = report["delta_psnr_at_play_defaults"]
         assert (found and found["value"]) == joined
 

@@ -137,6 +137,10 @@ class SamplingConfig:
     # as it predicts the next: training hides 50-100% of them (dynamics.mask_rate_*), so whole
     # earlier frames are outside what it learnt from. 0: the paper's sampler.
     context_mask: float = 0.0
+    # Min-p sampling (not in the paper): each token's codes less likely than min_p times its
+    # likeliest are dropped before sampling, the tail a still scene's drift is drawn from.
+    # 0: the paper's sampler.
+    min_p: float = 0.0
 
 
 @dataclass
@@ -256,6 +260,8 @@ class GenieConfig:
             raise UserError(
                 f"sampling.context_mask must be in [0, {CONTEXT_MASK_MAX}], got {s.context_mask}"
             )
+        if not 0.0 <= s.min_p <= 1.0:
+            raise UserError(f"sampling.min_p must be in [0, 1], got {s.min_p}")
         for name in ("tokenizer_optim", "dynamics_optim"):
             o = getattr(self, name)
             if o.lr <= 0 or o.min_lr < 0 or o.batch_size < 1 or o.steps < 1 or o.warmup_steps < 0:

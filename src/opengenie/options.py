@@ -104,6 +104,7 @@ STEPS = Number(integer=True, low=1, high=100)  # MaskGIT steps per frame; more i
 TEMPERATURE = Number(integer=False, low=0.01, high=10.0)
 GUIDANCE = Number(integer=False, low=0.0, high=10.0)  # action guidance weight (0: none)
 CONTEXT_MASK = Number(integer=False, low=0.0, high=CONTEXT_MASK_MAX)  # share of context hidden
+MIN_P = Number(integer=False, low=0.0, high=1.0)  # min-p truncation (0: none; 1: greedy)
 SEED = Number(integer=True, low=0, high=2**63 - 1)
 PORT = Number(integer=True, low=0, high=65535)
 UPLOAD_MB = Number(integer=False, low=0.0, high=1024.0, above_low=True)

@@ -35,7 +35,7 @@ def button_strips(
             gen = batch_generator(s.seed, p, 2, device)
             x = cached_rollout(
                 world.dynamics, prompt, world.lam.action_vectors(codes), s.steps,
-                s.temperature, s.mode, gen, window, s.guidance, still, s.context_mask,
+                s.temperature, s.mode, gen, window, s.guidance, still, s.context_mask, s.min_p,
             )  # fmt: skip
         out.append(to_uint8(decode_tokens(world, x)))
     return out

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from opengenie.errors import UserError
-from opengenie.options import CONTEXT_MASK, GUIDANCE, SEED, STEPS, TEMPERATURE, at_least
+from opengenie.options import CONTEXT_MASK, GUIDANCE, MIN_P, SEED, STEPS, TEMPERATURE, at_least
 from opengenie.precision import PRECISIONS, resolve_precision
 
 DESCRIPTION = """Evaluate a world with the project's protocol (docs/EVAL.md): tokenizer PSNR/SSIM,
@@ -67,6 +67,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="share of each earlier frame's tokens hidden from the dynamics model in every "
         "rollout, as its training hides them (the first frame stays whole); 0, the protocol's, "
         "unless you measure a world played with it (0)",
+    )
+    p.add_argument(
+        "--min-p",
+        type=MIN_P.arg("--min-p"),
+        default=0.0,
+        help="min-p sampling in every rollout: drop each token's codes less likely than this "
+        "share of its likeliest; 0, the protocol's, unless you measure a world played with it (0)",
     )
     p.add_argument(
         "--t", type=at_least(1).arg("--t"), default=4, help="frame ΔtPSNR scores (protocol: 4)"
@@ -150,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         guidance=args.guidance,
         context_mask=args.context_mask,
+        min_p=args.min_p,
         extra=extra,
         batch_size=args.batch_size,
         fvd_clips=args.fvd_clips,

@@ -42,6 +42,7 @@ class ControlSettings:
     batch_size: int = 32
     guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
     context_mask: float = 0.0  # share of earlier frames' tokens hidden (Dynamics.hide_context)
+    min_p: float = 0.0  # min-p truncation of every token's codes (maskgit_fill)
 
 
 def movement_code(keys: dict[str, int], movement: str) -> int | None:
@@ -167,6 +168,7 @@ def world_held_rollouts(
                 s.guidance,
                 still,
                 s.context_mask,
+                s.min_p,
             )  # fmt: skip  (B, 1+F, N)
         out.append(to_uint8(decode_tokens(world, tokens)))
     return np.concatenate(out)
@@ -278,6 +280,7 @@ def control_section(
             "mode": s.mode,
             "guidance": s.guidance,
             "context_mask": s.context_mask,
+            "min_p": s.min_p,
             "seed": s.seed,
             "moving_px": MOVING_PX,
             "tolerance": f"max({TOLERANCE_PX:g} px, {TOLERANCE_SHARE:.0%} of the game's scroll)",
@@ -294,6 +297,7 @@ def control_section(
                 "temperature": e.temperature,
                 "guidance": e.guidance,
                 "context_mask": e.context_mask,
+                "min_p": e.min_p,
                 "bars": bars,
             }
         )

@@ -86,12 +86,12 @@ def score_rollouts(
                 gen = batch_generator(s.seed, b, 0, device)
                 x_hat = cached_rollout(
                     world.dynamics, prompt, inferred[:, :length], steps, temperature,
-                    s.mode, gen, window, s.guidance, still, s.context_mask,
+                    s.mode, gen, window, s.guidance, still, s.context_mask, s.min_p,
                 )  # fmt: skip
                 gen = batch_generator(s.seed, b, 0, device)  # same noise for x̂′
                 x_alt = cached_rollout(
                     world.dynamics, prompt, randoms[:, : s.t], steps, temperature,
-                    s.mode, gen, window, s.guidance, still, s.context_mask,
+                    s.mode, gen, window, s.guidance, still, s.context_mask, s.min_p,
                 )  # fmt: skip
             dec = decode_tokens(world, x_hat)  # (B, 1+length, H, W, 3)
             dec_alt = decode_tokens(world, x_alt)  # (B, 1+t, H, W, 3)
@@ -128,8 +128,10 @@ def delta_entry(k: Sampling, scores: RolloutScores, s: EvalSettings) -> dict[str
         "mode": s.mode,
         "guidance": s.guidance,
         "context_mask": s.context_mask,
+        "min_p": s.min_p,
         "clips": int(d.size),
         "label": f"steps={k[0]}, temperature={k[1]:g}"
         + (f", guidance={s.guidance:g}" if s.guidance else "")
-        + (f", context_mask={s.context_mask:g}" if s.context_mask else ""),
+        + (f", context_mask={s.context_mask:g}" if s.context_mask else "")
+        + (f", min_p={s.min_p:g}" if s.min_p else ""),
     }

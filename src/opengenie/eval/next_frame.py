@@ -69,6 +69,7 @@ def score_next_frames(
             out = cached_rollout(
                 world.dynamics, context, actions, s.steps, s.temperature, s.mode,
                 batch_generator(s.seed, j, 1, device), window, context_mask=s.context_mask,
+                min_p=s.min_p,
             )  # fmt: skip
         dec = decode_tokens(world, out)[:, k]  # (B, H, W, 3)
         psnr[rows] = capped_psnr(dec, video).cpu().numpy()

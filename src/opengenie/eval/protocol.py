@@ -237,6 +237,7 @@ def _settings_entry(
         "mode": s.mode,
         "guidance": s.guidance,
         "context_mask": s.context_mask,
+        "min_p": s.min_p,
         "protocol": s.is_protocol,
         "extra": [{"steps": k[0], "temperature": k[1]} for k in s.samplings[1:]],
         "random_actions": "uniform over codes_used",
@@ -305,7 +306,7 @@ def _control(
         log("control: skipped (Procgen is not installed: pip install 'opengenie[coinrun]')")
         return None, {}
     cs = ControlSettings(
-        s.steps, s.temperature, s.mode, s.seed, s.batch_size, s.guidance, s.context_mask
+        s.steps, s.temperature, s.mode, s.seed, s.batch_size, s.guidance, s.context_mask, s.min_p
     )
     # The same held keys at each extra sampling setting (e.g. play's steps): bars only, so
     # that speed and control can be weighed setting by setting (bench play joins them).

@@ -32,6 +32,7 @@ def cached_rollout(
     guidance: float = 0.0,
     still: torch.Tensor | None = None,
     context_mask: float = 0.0,
+    min_p: float = 0.0,
 ) -> torch.Tensor:
     """Feed real ``context`` frames, then generate frames one by one through the KV cache.
 
@@ -40,7 +41,8 @@ def cached_rollout(
     Same numbers as ``maskgit.rollout`` (which recomputes the window) while t0 + F <= window.
     With ``guidance`` > 0, sampling is guided against the still action's vector ``still``
     (1, A) (``maskgit.guided``). ``context_mask`` hides that share of each committed frame's
-    tokens but the first's (``Dynamics.hide_context``).
+    tokens but the first's (``Dynamics.hide_context``); ``min_p`` truncates each token's codes
+    (``maskgit_fill``).
     """
     b, t0, n = context.shape
     frames = actions.shape[1] + 1 - t0
@@ -75,6 +77,7 @@ def cached_rollout(
             mode,
             generator,
             context.device,
+            min_p,
         )  # (B, N)
         if f + 1 < frames:  # the last frame is never needed as context
             dynamics.commit(new[:, None], action, cache, context_mask)

@@ -30,6 +30,7 @@ class EvalSettings:
     mode: str = PROTOCOL_MODE
     guidance: float = 0.0  # action guidance in every rollout (maskgit.guided); the paper's 0
     context_mask: float = 0.0  # share of earlier frames' tokens hidden (Dynamics.hide_context)
+    min_p: float = 0.0  # min-p truncation of every token's codes (maskgit_fill); the paper's 0
     extra: list[tuple[int, float]] = field(default_factory=lambda: [(PLAY_STEPS, 1.0)])
     batch_size: int = 32
     fvd_clips: int | None = None  # None: all clips; 0: skip FVD
@@ -56,6 +57,8 @@ class EvalSettings:
         if not 0 <= self.context_mask <= CONTEXT_MASK_MAX:
             top = CONTEXT_MASK_MAX
             raise UserError(f"--context-mask must be in [0, {top}], got {self.context_mask}")
+        if not 0 <= self.min_p <= 1:
+            raise UserError(f"--min-p must be in 0..1, got {self.min_p}")
         if self.mode not in ("random", "argmax"):
             raise UserError(f"mode must be 'random' or 'argmax', got {self.mode!r}")
         if self.batch_size < 1:
@@ -78,6 +81,7 @@ class EvalSettings:
             and self.mode == PROTOCOL_MODE
             and self.guidance == 0
             and self.context_mask == 0
+            and self.min_p == 0
             and self.used_code_fraction == USED_CODE_FRACTION
             and self.clip_frames == CLIP_FRAMES
         )

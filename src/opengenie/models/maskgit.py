@@ -37,6 +37,7 @@ def maskgit_fill(
     mode: str = "random",
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    min_p: float = 0.0,
 ) -> torch.Tensor:
     """Fill a fully masked frame in `steps` parallel decoding steps (Chang et al., 2022).
 
@@ -45,14 +46,23 @@ def maskgit_fill(
     "random" mode tokens are sampled from softmax(logits / temperature) and the confidence gets
     Gumbel noise that fades over the steps; "argmax" is greedy and deterministic. Returns
     token ids (B, N). The last step keeps its samples: no forced argmax (Jasmine's fix).
+    `min_p` > 0 (min-p sampling, Nguyen et al. 2024) drops each token's codes less likely than
+    min_p times its likeliest one before temperature: the long tail of unlikely codes, where a
+    still scene's drift comes from, while the choices the model is unsure between stay.
     """
     if steps < 1 or temperature <= 0 or mode not in ("random", "argmax"):
         raise ValueError("need steps >= 1, temperature > 0 and mode 'random' or 'argmax'")
+    if not 0 <= min_p <= 1:  # 1 keeps only the likeliest code: greedy
+        raise ValueError(f"need 0 <= min_p <= 1, got {min_p}")
+    log_min_p = math.log(min_p) if min_p > 0 else None
     tokens = torch.full((batch, num_tokens), mask_id, dtype=torch.long, device=device)
     known = torch.zeros(batch, num_tokens, dtype=torch.bool, device=device)
     for step in range(steps):
         logits = logits_fn(tokens).float()  # (B, N, V)
         if mode == "random":
+            if log_min_p is not None:  # the likeliest code always stays
+                floor = logits.amax(-1, keepdim=True) + log_min_p  # (B, N, 1)
+                logits = logits.masked_fill(logits < floor, -math.inf)
             logits = logits / temperature
             # Gumbel-max: argmax(logits + Gumbel noise) is an exact draw from the softmax, and
             # ~3x cheaper here than torch.multinomial over B*N rows of V codes.
@@ -94,6 +104,7 @@ def rollout(
     guidance: float = 0.0,
     still: torch.Tensor | None = None,
     context_mask: float = 0.0,
+    min_p: float = 0.0,
 ) -> torch.Tensor:
     """Generate frames one by one by recomputing over the last `window` frames (no cache).
 
@@ -102,7 +113,8 @@ def rollout(
     the window's first frame is then hidden too (`Dynamics.hide_context` numbers frames from the
     rollout's start); the cached path agrees with this one inside the window only.
     With `guidance` > 0, sampling is guided against the still action's vector `still` (1, A).
-    `context_mask` hides that share of the context frames' tokens (`Dynamics.hide_context`).
+    `context_mask` hides that share of the context frames' tokens (`Dynamics.hide_context`);
+    `min_p` truncates each token's codes (`maskgit_fill`).
     """
     b, t0, n = prompt.shape
     frames = actions.shape[1] + 1 - t0
@@ -123,7 +135,7 @@ def rollout(
             held = torch.cat((acts[:, :-1], still.to(acts.dtype).expand(b, 1, -1)), dim=1)
             fill = guided(logits_fn, lambda cur, c=context, a=held: logits_fn(cur, c, a), guidance)
         new = maskgit_fill(
-            fill, b, n, dynamics.mask_id, steps, temperature, mode, generator, prompt.device
+            fill, b, n, dynamics.mask_id, steps, temperature, mode, generator, prompt.device, min_p
         )
         tokens = torch.cat((tokens, new[:, None]), dim=1)
     return tokens

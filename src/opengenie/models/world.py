@@ -220,6 +220,7 @@ class PlaySession:
             s.mode,
             self.generator,
             world.device,
+            s.min_p,
         )
         world.dynamics.commit(tokens[:, None], vector, cache, s.context_mask)
         self.frames += 1

@@ -132,43 +132,60 @@ class _Recompute:
             guidance=s.guidance,
             still=still,
             context_mask=s.context_mask,
+            min_p=s.min_p,
         )
         window = tokens[:, -w.config.frames :].reshape(1, -1, self.grid, self.grid)
         return w.tokenizer.decode(window)[0, -1].numpy()
 
 
 def _same_sampling(
-    entry: dict, steps: int, temperature: float, guidance: float, context_mask: float
+    entry: dict,
+    steps: int,
+    temperature: float,
+    guidance: float,
+    context_mask: float,
+    min_p: float = 0.0,
 ) -> bool:
-    """Whether an eval entry was measured at these settings (older ones had no guidance and
-    no context mask)."""
+    """Whether an eval entry was measured at these settings (older ones had no guidance, no
+    context mask and no min-p)."""
     return (
         entry.get("steps") == steps
         and entry.get("temperature") == temperature
         and entry.get("guidance", 0.0) == guidance
         and entry.get("context_mask", 0.0) == context_mask
+        and entry.get("min_p", 0.0) == min_p
     )
 
 
 def eval_delta_psnr(
-    metrics: dict, steps: int, temperature: float, guidance: float = 0.0, context_mask: float = 0.0
+    metrics: dict,
+    steps: int,
+    temperature: float,
+    guidance: float = 0.0,
+    context_mask: float = 0.0,
+    min_p: float = 0.0,
 ) -> dict | None:
     """The ΔtPSNR entry `opengenie eval` measured at these sampling settings, if it did."""
     dynamics = metrics.get("dynamics") or {}
     entries = [dynamics.get("delta_t_psnr") or {}, *(dynamics.get("delta_t_psnr_extra") or [])]
     for entry in entries:
-        if _same_sampling(entry, steps, temperature, guidance, context_mask):
+        if _same_sampling(entry, steps, temperature, guidance, context_mask, min_p):
             keys = ("value", "ci_low", "ci_high", "frame_psnr", "t", "clips", "steps")
             return {k: entry[k] for k in keys if k in entry}
     return None
 
 
 def eval_control_bars(
-    metrics: dict, steps: int, temperature: float, guidance: float = 0.0, context_mask: float = 0.0
+    metrics: dict,
+    steps: int,
+    temperature: float,
+    guidance: float = 0.0,
+    context_mask: float = 0.0,
+    min_p: float = 0.0,
 ) -> dict | None:
     """The control bars `opengenie eval` measured at these sampling settings, if it did."""
     control = metrics.get("control") or {}
-    same = (steps, temperature, guidance, context_mask)
+    same = (steps, temperature, guidance, context_mask, min_p)
     if _same_sampling(control.get("settings") or {}, *same):
         return control.get("bars")
     for entry in control.get("extra") or []:
@@ -183,11 +200,12 @@ def quality_speed_table(
     temperature: float,
     guidance: float = 0.0,
     context_mask: float = 0.0,
+    min_p: float = 0.0,
 ) -> list[dict]:
     """One row per MaskGIT steps: frames/s beside eval's figures at the same steps."""
     rows = []
     for steps, speed in sorted(fps.items()):
-        delta = eval_delta_psnr(metrics, steps, temperature, guidance, context_mask)
+        delta = eval_delta_psnr(metrics, steps, temperature, guidance, context_mask, min_p)
         rows.append(
             {
                 "steps": steps,
@@ -196,7 +214,7 @@ def quality_speed_table(
                 "delta_t_psnr": delta,
                 "frame_psnr": None if delta is None else delta.get("frame_psnr"),
                 "control_bars": eval_control_bars(
-                    metrics, steps, temperature, guidance, context_mask
+                    metrics, steps, temperature, guidance, context_mask, min_p
                 ),
             }
         )
@@ -346,6 +364,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     if guidance:
         fp32.guidance_reference()  # a one-line error for a world with no still action
     context_mask = fp32.sampling.context_mask  # the world's, as play uses it
+    min_p = fp32.sampling.min_p  # likewise
     # Play's default precision as play resolves it here (bf16 only where it is faster).
     play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
     worlds = {"float32": fp32}
@@ -387,16 +406,17 @@ def run_play_bench(args: argparse.Namespace) -> int:
             "mode": sampling.mode,
             "guidance": guidance,
             "context_mask": context_mask,
+            "min_p": min_p,
             "dynamics_dtype": play_dtype,
             "threads": args.threads,
         },
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).
         "eval_metrics": metrics_source,
         "delta_psnr_at_play_defaults": eval_delta_psnr(
-            metrics, args.steps, sampling.temperature, guidance, context_mask
+            metrics, args.steps, sampling.temperature, guidance, context_mask, min_p
         ),
         "delta_psnr_at_paper_steps": eval_delta_psnr(
-            metrics, PAPER_STEPS, sampling.temperature, guidance, context_mask
+            metrics, PAPER_STEPS, sampling.temperature, guidance, context_mask, min_p
         ),
         "settings": {
             name: {"steps": steps, "guidance": weight, "dynamics_dtype": precision}
@@ -407,7 +427,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     }
     sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
     report["quality_speed"] = quality_speed_table(
-        metrics, sweep_fps, sampling.temperature, guidance, context_mask
+        metrics, sweep_fps, sampling.temperature, guidance, context_mask, min_p
     )
     report["summary"] = _summary_figures(report, sweep_fps, guidance)
     out = Path(args.out)

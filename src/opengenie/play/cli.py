@@ -17,6 +17,7 @@ from opengenie.errors import UserError
 from opengenie.options import (
     CONTEXT_MASK,
     GUIDANCE,
+    MIN_P,
     PORT,
     STEPS,
     TEMPERATURE,
@@ -69,6 +70,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=CONTEXT_MASK.arg("--context-mask"),
         help=f"share of each earlier frame's tokens hidden from the dynamics model, as its "
         f"training hides them, {CONTEXT_MASK.describe()} (default: the world's)",
+    )
+    p.add_argument(
+        "--min-p",
+        type=MIN_P.arg("--min-p"),
+        help=f"min-p sampling: drop each token's codes less likely than this share of its "
+        f"likeliest, so a still scene drifts less; {MIN_P.describe()}, 0 for none "
+        "(default: the world's)",
     )
     p.add_argument(
         "--precision",
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         mode=world.sampling.mode,
         guidance=world.sampling.guidance if args.guidance is None else args.guidance,
         context_mask=args.context_mask,
+        min_p=args.min_p,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_sessions=args.max_sessions,
         threads=args.threads,

@@ -64,7 +64,7 @@ def _call_once(call: list) -> Any:
 @dataclass
 class PlayOptions:
     """Server-wide settings; each tab starts from `steps`/`temperature`/`mode`/`guidance`
-    and may change its own copy (not `context_mask`: the same for every tab)."""
+    and may change its own copy (not `context_mask` and `min_p`: the same for every tab)."""
 
     steps: int = PLAY_STEPS
     temperature: float = 1.0
@@ -72,6 +72,7 @@ class PlayOptions:
     guidance: float = 0.0  # action guidance against standing still (maskgit.guided)
     # Share of earlier frames' tokens hidden (Dynamics.hide_context); None: the world's own.
     context_mask: float | None = None
+    min_p: float | None = None  # min-p truncation (maskgit_fill); None: the world's own
     max_upload_bytes: int = 10 * 1024 * 1024
     max_sessions: int = 16
     threads: int = 1  # torch intra-op threads per inference worker
@@ -229,6 +230,8 @@ class PlayServer:
         session.sampling.guidance = self.options.guidance
         if self.options.context_mask is not None:
             session.sampling.context_mask = self.options.context_mask
+        if self.options.min_p is not None:
+            session.sampling.min_p = self.options.min_p
         return session
 
     def _info(self, player: Player) -> dict[str, Any]:
@@ -243,6 +246,7 @@ class PlayServer:
             "fps_trained": cfg.fps,
             "frame_skip": cfg.frame_skip,  # game frames per world step
             "context_mask": s.context_mask,  # the same for every tab
+            "min_p": s.min_p,  # the same for every tab
             "settings": {
                 "steps": s.steps,
                 "temperature": s.temperature,
