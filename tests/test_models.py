@@ -206,26 +206,6 @@ def test_sampler_min_p_drops_the_unlikely_codes_and_only_those():
         sample(1.5)
 
 
-def test_min_p_is_what_a_world_loads_and_changes_its_frames(small_config, tmp_path):
-    """A World's config.json sampling.min_p reaches its play sessions, which then sample other
-    frames from the same seed than without it."""
-    small_config.sampling.min_p = 0.5
-    torch.manual_seed(0)
-    World(small_config).save(tmp_path / "w")
-    world = World.load(tmp_path / "w")
-    assert world.sampling.min_p == 0.5
-
-    def frames() -> list:
-        session = world.new_session()
-        session.sampling.steps = 2
-        session.reset(np.zeros((32, 32, 3), np.uint8), seed=3)
-        return [session.next_tokens(0).clone() for _ in range(4)]
-
-    truncated = frames()
-    world.sampling.min_p = 0.0  # sessions copy the world's settings when made
-    assert any(not torch.equal(a, b) for a, b in zip(truncated, frames(), strict=True))
-
-
 def test_world_action_changes_output_and_seed_reproduces(small_config):
     torch.manual_seed(0)
     world = World(small_config)
@@ -460,14 +440,18 @@ def test_hide_context_hides_a_share_of_later_frames_in_a_fixed_pattern(small_con
     assert torch.equal(dyn.hide_context(tokens, 0, 0.0), tokens)
 
 
-def test_context_mask_is_what_a_world_loads_and_changes_its_frames(small_config, tmp_path):
-    """A World's config.json sampling.context_mask reaches its play sessions; they then
-    sample other frames from the same seed than with whole context frames."""
-    small_config.sampling.context_mask = 0.75
+@pytest.mark.parametrize("field, value", [("context_mask", 0.75), ("min_p", 0.5)])
+def test_sampling_setting_is_what_a_world_loads_and_changes_its_frames(
+    small_config, tmp_path, field, value
+):
+    """A World's config.json sampling.context_mask / sampling.min_p reaches its play sessions;
+    they then sample other frames from the same seed than at 0 (whole context frames; the
+    whole softmax)."""
+    setattr(small_config.sampling, field, value)
     torch.manual_seed(0)
     World(small_config).save(tmp_path / "w")
     world = World.load(tmp_path / "w")
-    assert world.sampling.context_mask == 0.75
+    assert getattr(world.sampling, field) == value
 
     def frames() -> list:
         session = world.new_session()
@@ -475,6 +459,6 @@ def test_context_mask_is_what_a_world_loads_and_changes_its_frames(small_config,
         session.reset(np.zeros((32, 32, 3), np.uint8), seed=3)
         return [session.next_tokens(0).clone() for _ in range(4)]
 
-    hidden = frames()
-    world.sampling.context_mask = 0.0  # sessions copy the world's settings when made
-    assert any(not torch.equal(a, b) for a, b in zip(hidden, frames(), strict=True))
+    changed = frames()
+    setattr(world.sampling, field, 0.0)  # sessions copy the world's settings when made
+    assert any(not torch.equal(a, b) for a, b in zip(changed, frames(), strict=True))

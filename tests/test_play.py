@@ -587,42 +587,26 @@ def test_bench_play_puts_eval_delta_psnr_beside_the_speed(saved_world, tmp_path)
     assert json.loads(out.read_text())["delta_psnr_at_play_defaults"] is None
 
 
-def test_bench_play_joins_eval_figures_measured_at_the_worlds_context_mask(world, tmp_path):
-    """A world played with sampling.context_mask gets eval's figures measured with the same
-    share only: an entry measured with whole context frames is not its quality."""
-    world.config.sampling.context_mask = 0.5
-    path = world.save(tmp_path / "hiding")
+@pytest.mark.parametrize("field, value", [("context_mask", 0.5), ("min_p", 0.1)])
+def test_bench_play_joins_eval_figures_measured_at_the_worlds_setting(
+    world, tmp_path, field, value
+):
+    """A world played with sampling.context_mask (or min_p) gets eval's figures measured with
+    the same value only: an entry measured at 0 (whole context; the whole softmax) is not its
+    quality."""
+    setattr(world.config.sampling, field, value)
+    path = world.save(tmp_path / "sampling")
     delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
     extra = {**delta, "value": 3.1, "steps": 2}
     out = tmp_path / "play.json"
     args = ["bench", "play", "--world", str(path), "--out", str(out), "--steps", "2"]
     args += ["--frames", "1", "--rounds", "1", "--sweep", "2"]
-    for share, joined in ((0.0, None), (0.5, 3.1)):
-        hidden = {**extra, "context_mask": share}
-        metrics = _eval_metrics(tmp_path, {**delta, "context_mask": share}, hidden)
+    for measured, joined in ((0.0, None), (value, 3.1)):
+        entry = {**extra, field: measured}
+        metrics = _eval_metrics(tmp_path, {**delta, field: measured}, entry)
         assert main([*args, "--eval-metrics", str(metrics)]) == 0
         report = json.loads(out.read_text())
-        assert report["play_defaults"]["context_mask"] == 0.5
-        found = report["delta_psnr_at_play_defaults"]
-        assert (found and found["value"]) == joined
-
-
-def test_bench_play_joins_eval_figures_measured_at_the_worlds_min_p(world, tmp_path):
-    """A world played with sampling.min_p gets eval's figures measured with the same min-p
-    only: an entry sampled from the whole softmax is not its quality."""
-    world.config.sampling.min_p = 0.1
-    path = world.save(tmp_path / "truncating")
-    delta = {"value": 3.4, "ci_low": 3.0, "ci_high": 3.7, "steps": 25, "temperature": 1.0}
-    extra = {**delta, "value": 3.1, "steps": 2}
-    out = tmp_path / "play.json"
-    args = ["bench", "play", "--world", str(path), "--out", str(out), "--steps", "2"]
-    args += ["--frames", "1", "--rounds", "1", "--sweep", "2"]
-    for min_p, joined in ((0.0, None), (0.1, 3.1)):
-        entry = {**extra, "min_p": min_p}
-        metrics = _eval_metrics(tmp_path, {**delta, "min_p": min_p}, entry)
-        assert main([*args, "--eval-metrics", str(metrics)]) == 0
-        report = json.loads(out.read_text())
-        assert report["play_defaults"]["min_p"] == 0.1
+        assert report["play_defaults"][field] == value
         found = report["delta_psnr_at_play_defaults"]
         assert (found and found["value"]) == joined
 
