@@ -428,42 +428,29 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--min-p" in capsys.readouterr().err
 
 
-def test_cli_context_mask_reaches_the_served_world(world, tmp_path, monkeypatch):
-    """play --context-mask overrides the world's config.json value; without it the world's
-    own value stays (here 0.25), and the page is told which."""
-    world.config.sampling.context_mask = 0.25
+@pytest.mark.parametrize(
+    "field, flag, own, given",
+    [("context_mask", "--context-mask", 0.25, 0.5), ("min_p", "--min-p", 0.05, 0.2)],
+)
+def test_cli_server_wide_sampling_reaches_the_served_world(
+    world, tmp_path, monkeypatch, field, flag, own, given
+):
+    """play --context-mask / --min-p overrides the world's config.json value; without it the
+    world's own value stays, and the page is told which."""
+    setattr(world.config.sampling, field, own)
     path = world.save(tmp_path / "w")
     served = {}
 
     async def fake_serve(server, *_args) -> None:
         session = server.new_session()  # what a tab plays with
-        served["mask"] = session.sampling.context_mask
+        served["value"] = getattr(session.sampling, field)
         served["info"] = server._info(SimpleNamespace(session=session))
 
     monkeypatch.setattr("opengenie.play.cli._serve", fake_serve)
-    assert main(["play", "--world", str(path), "--no-browser", "--context-mask", "0.5"]) == 0
-    assert served["mask"] == 0.5 and served["info"]["context_mask"] == 0.5
+    assert main(["play", "--world", str(path), "--no-browser", flag, str(given)]) == 0
+    assert served["value"] == given and served["info"][field] == given
     assert main(["play", "--world", str(path), "--no-browser"]) == 0
-    assert served["mask"] == 0.25
-
-
-def test_cli_min_p_reaches_the_served_world(world, tmp_path, monkeypatch):
-    """play --min-p overrides the world's config.json value; without it the world's own value
-    stays (here 0.05), and the page is told which."""
-    world.config.sampling.min_p = 0.05
-    path = world.save(tmp_path / "w")
-    served = {}
-
-    async def fake_serve(server, *_args) -> None:
-        session = server.new_session()  # what a tab plays with
-        served["min_p"] = session.sampling.min_p
-        served["info"] = server._info(SimpleNamespace(session=session))
-
-    monkeypatch.setattr("opengenie.play.cli._serve", fake_serve)
-    assert main(["play", "--world", str(path), "--no-browser", "--min-p", "0.2"]) == 0
-    assert served["min_p"] == 0.2 and served["info"]["min_p"] == 0.2
-    assert main(["play", "--world", str(path), "--no-browser"]) == 0
-    assert served["min_p"] == 0.05
+    assert served["value"] == own
 
 
 def test_cli_guidance_needs_a_world_that_knows_standing_still(world, tmp_path, capsys):
