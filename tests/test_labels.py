@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from opengenie.models import LatentActionModel
+from opengenie.models.dynamics import Dynamics
 from opengenie.train.labels import labelled_mask, movement_labels
 
 
@@ -160,7 +161,9 @@ def test_a_label_code_world_pairs_keys_with_its_label_codes(small_config) -> Non
     assert how == LIFT_PAIRING and keys["right"] == 3
 
 
-def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) -> None:
+def test_fine_tuning_a_world_takes_the_new_runs_label_choices(
+    tmp_path, capsys, monkeypatch
+) -> None:
     """--init-from WORLD keeps the World's sizes but the new run's LAM training choices, frame
     skip and clip length: here label codes on a world trained without them, and the head it had is
     dropped."""
@@ -173,13 +176,24 @@ def test_fine_tuning_a_world_takes_the_new_runs_label_choices(tmp_path, capsys) 
     tuned += ["--set", "lam.label_codes=true", "--set", "frame_skip=2", "--set", "frames=3"]
     tuned += ["--set", "dynamics.clean_context=0.5", "--set", "dynamics.mask_rate_min=0.25"]
     tuned += ["--set", "dynamics.context_noise=0.1", "--set", "dynamics.changed_weight=2"]
+    tuned += ["--set", "dynamics.context_noise_neighbours=3"]
+    neighbours = []  # the noise table training set from the tokenizer's codebook
+    original = Dynamics.set_noise_neighbours
+    monkeypatch.setattr(
+        Dynamics,
+        "set_noise_neighbours",
+        lambda self, book, k: (neighbours.append((book.shape, k)), original(self, book, k))[1],
+    )
     assert main(["train", "dynamics", "--out", str(tmp_path / "w2"), *base, *tuned]) == 0
+    assert [k for _, k in neighbours] == [3]
     world = World.load(tmp_path / "w2")
     assert world.config.lam.label_fraction == 1.0 and world.config.lam.label_codes
     assert world.config.dynamics.clean_context == 0.5  # the new run's masking, too
     assert world.config.dynamics.mask_rate_min == 0.25
     assert world.config.dynamics.context_noise == 0.1
     assert world.config.dynamics.changed_weight == 2.0
+    assert world.config.dynamics.context_noise_neighbours == 3
+    assert neighbours[0][0] == world.tokenizer.quantizer.codebook().shape  # (V, C)
     assert world.lam.label_head is None
     assert world.config.frame_skip == 2  # the new run's frame skip, on the World's sizes
     assert world.config.frames == 3 and World.load(tmp_path / "w").config.frames == 4  # clips

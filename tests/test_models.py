@@ -386,6 +386,33 @@ def test_context_noise_swaps_visible_later_tokens_for_random_codes(small_config)
     assert float(per_clip.max() - per_clip.min()) > 0.2
 
 
+def test_context_noise_neighbours_swap_tokens_for_near_codes(small_config):
+    """dynamics.context_noise_neighbours: a swapped context token becomes one of its own
+    code's k nearest codes in the codebook (never itself), where 0 draws from every code."""
+    codes = small_config.tokenizer.quantizer.num_codes
+    codebook = torch.randn(codes, 8, generator=torch.Generator().manual_seed(1))  # (V, C)
+    dist = torch.cdist(codebook, codebook)
+    rank = dist.argsort(-1).argsort(-1)  # rank[i, j]: j's place among i's neighbours (0: i)
+    tokens = _tokens(small_config, b=8, t=4)
+    actions = _actions(small_config, b=8)
+    small_config.dynamics.context_noise = 0.9
+
+    def swapped_ranks(k: int) -> torch.Tensor:
+        dyn = Dynamics(small_config).train()
+        dyn.set_noise_neighbours(codebook, k)
+        seen = []
+        forward = dyn.logits
+        dyn.logits = lambda x, a: (seen.append(x.clone()), forward(x, a))[1]
+        out = dyn.masked_loss(tokens, actions, torch.Generator().manual_seed(0))
+        swapped = (seen[0] != tokens) & ~out["mask"]  # (B, T, N)
+        return rank[tokens[swapped], seen[0][swapped]]
+
+    near = swapped_ranks(3)
+    assert near.numel() > 20 and int(near.min()) >= 1 and int(near.max()) <= 3
+    assert set(near.tolist()) == {1, 2, 3}  # each of the k nearest is drawn
+    assert int(swapped_ranks(0).max()) > 3 * codes // 4  # any code: far ones too
+
+
 def test_changed_weight_weighs_the_tokens_that_moved(small_config):
     """dynamics.changed_weight: a masked target that differs from the same place in the frame
     before counts that much in the cross-entropy, one that does not counts 1; 1 is the plain

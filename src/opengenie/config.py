@@ -111,6 +111,10 @@ class DynamicsConfig:
     # replaced by random codes in training. In play the context is the model's own samples,
     # errors included; clean training inputs never show it a wrong token (0: off).
     context_noise: float = 0.0
+    # Draw those codes among each true code's k nearest in the tokenizer's codebook instead of
+    # from all of them (0): the world's own wrong tokens are mostly near the right code (half
+    # within its 4 nearest of 1,024, docs/TRAINING.md), which uniform noise never shows it.
+    context_noise_neighbours: int = 0
     # Weight in the loss of a target token that differs from the same place in the frame
     # before, against 1 for one that does not. Most of a frame stays put; the keys' effect is
     # in what moves, which an unweighted loss counts no more than the still background (1: off).
@@ -249,6 +253,13 @@ class GenieConfig:
             raise UserError(f"dynamics.clean_context must be in [0, 1), got {d.clean_context}")
         if not 0.0 <= d.context_noise < 1.0:
             raise UserError(f"dynamics.context_noise must be in [0, 1), got {d.context_noise}")
+        if not 0 <= d.context_noise_neighbours < self.tokenizer.quantizer.num_codes:
+            raise UserError(
+                "dynamics.context_noise_neighbours must be in [0, the tokenizer's codes), got "
+                f"{d.context_noise_neighbours}"
+            )
+        if d.context_noise_neighbours and not d.context_noise:
+            raise UserError("dynamics.context_noise_neighbours needs dynamics.context_noise > 0")
         if not d.changed_weight > 0:
             raise UserError(f"dynamics.changed_weight must be > 0, got {d.changed_weight}")
         s = self.sampling

@@ -28,6 +28,9 @@ class Dynamics(nn.Module):
         self.clean_context = cfg.clean_context
         self.context_noise = cfg.context_noise
         self.changed_weight = cfg.changed_weight
+        # (V, k) each code's k nearest codes, the context noise's choices; set from the
+        # tokenizer's codebook by `set_noise_neighbours` (empty: any code)
+        self.register_buffer("noise_codes", torch.empty(0, 0, dtype=torch.long), persistent=False)
         tokens = config.token_grid**2 + (1 if cfg.action_mode == "token" else 0)
         self.token_emb = nn.Embedding(self.num_codes + 1, cfg.dim)
         self.pos = nn.Parameter(torch.randn(tokens, cfg.dim) * 0.02)  # (N[+1], D), added once
@@ -109,6 +112,25 @@ class Dynamics(nn.Module):
             hidden[i] = torch.rand(n, generator=pattern) < share
         return tokens.masked_fill(hidden.to(tokens.device), self.mask_id)  # broadcast over B
 
+    def set_noise_neighbours(self, codebook: torch.Tensor, k: int) -> None:
+        """Context noise draws among each code's k nearest (L2) in codebook (V, C) (0: any)."""
+        if not k:
+            self.noise_codes = self.noise_codes.new_empty(0, 0)
+            return
+        dist = torch.cdist(codebook.float(), codebook.float())  # (V, V)
+        dist.fill_diagonal_(float("inf"))  # a swapped token is always a wrong one
+        self.noise_codes = dist.topk(k, dim=-1, largest=False).indices.to(self.noise_codes.device)
+
+    def _noise_codes(self, tokens: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A wrong code for every token (B, T, N): a near one (`set_noise_neighbours`) or any."""
+        if not self.noise_codes.numel():
+            return torch.randint(
+                self.num_codes, tokens.shape, generator=generator, device=tokens.device
+            )
+        k = self.noise_codes.shape[1]
+        pick = torch.randint(k, tokens.shape, generator=generator, device=tokens.device)
+        return self.noise_codes[tokens, pick]  # (B, T, N)
+
     def masked_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> dict:
@@ -134,8 +156,7 @@ class Dynamics(nn.Module):
             share = self.context_noise * torch.rand(b, generator=generator, device=device)
             swap = torch.rand(b, t, n, generator=generator, device=device) < share[:, None, None]
             swap[:, 0] = False  # the prompt is a real frame in play too
-            noise = torch.randint(self.num_codes, (b, t, n), generator=generator, device=device)
-            inputs = torch.where(swap & ~mask, noise, inputs)
+            inputs = torch.where(swap & ~mask, self._noise_codes(tokens, generator), inputs)
         logits = self.logits(inputs, actions)  # (B, T, N, V)
         picked, target = logits[mask].float(), tokens[mask]
         if self.changed_weight == 1.0:

@@ -224,6 +224,7 @@ DYNAMICS_TRAINING_CHOICES = (
     "mask_rate_max",
     "clean_context",
     "context_noise",
+    "context_noise_neighbours",
     "changed_weight",
 )
 
@@ -317,6 +318,8 @@ def train_dynamics(args: PhaseArgs, tokenizer_dir: str | None) -> dict:
     config = world.config
     world.train()
     world.tokenizer.eval().requires_grad_(False)  # frozen in phase 2
+    codebook = world.tokenizer.quantizer.codebook().detach()  # (V, C)
+    world.dynamics.set_noise_neighbours(codebook, config.dynamics.context_noise_neighbours)
     model = CoTraining(world)
     batch = config.dynamics_optim.batch_size
     loader = make_loader(args.data, config, batch, args.opts.seed, info)
