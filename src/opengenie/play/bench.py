@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from opengenie.atomic import atomic_write_json
+from opengenie.config import SamplingConfig
 from opengenie.errors import UserError
 from opengenie.options import GUIDANCE, STEPS, at_least
 from opengenie.precision import resolve_precision
@@ -138,74 +140,51 @@ class _Recompute:
         return w.tokenizer.decode(window)[0, -1].numpy()
 
 
-def _same_sampling(
-    entry: dict,
-    steps: int,
-    temperature: float,
-    guidance: float,
-    context_mask: float,
-    min_p: float = 0.0,
-) -> bool:
-    """Whether an eval entry was measured at these settings (older ones had no guidance, no
-    context mask and no min-p)."""
-    return (
-        entry.get("steps") == steps
-        and entry.get("temperature") == temperature
-        and entry.get("guidance", 0.0) == guidance
-        and entry.get("context_mask", 0.0) == context_mask
-        and entry.get("min_p", 0.0) == min_p
+# The sampling settings eval records beside each figure; play's must match all of them.
+JOINED_SAMPLING_FIELDS = ("steps", "temperature", "guidance", "context_mask", "min_p")
+# What an entry written before eval recorded a field was measured at: the paper's sampler.
+OLDER_ENTRY_DEFAULTS = {"guidance": 0.0, "context_mask": 0.0, "min_p": 0.0}
+
+
+def _same_sampling(entry: dict, sampling: SamplingConfig) -> bool:
+    """Whether an eval entry was measured at these settings."""
+    return all(
+        entry.get(field, OLDER_ENTRY_DEFAULTS.get(field)) == getattr(sampling, field)
+        for field in JOINED_SAMPLING_FIELDS
     )
 
 
-def eval_delta_psnr(
-    metrics: dict,
-    steps: int,
-    temperature: float,
-    guidance: float = 0.0,
-    context_mask: float = 0.0,
-    min_p: float = 0.0,
-) -> dict | None:
+def eval_delta_psnr(metrics: dict, sampling: SamplingConfig) -> dict | None:
     """The ΔtPSNR entry `opengenie eval` measured at these sampling settings, if it did."""
     dynamics = metrics.get("dynamics") or {}
     entries = [dynamics.get("delta_t_psnr") or {}, *(dynamics.get("delta_t_psnr_extra") or [])]
     for entry in entries:
-        if _same_sampling(entry, steps, temperature, guidance, context_mask, min_p):
+        if _same_sampling(entry, sampling):
             keys = ("value", "ci_low", "ci_high", "frame_psnr", "t", "clips", "steps")
             return {k: entry[k] for k in keys if k in entry}
     return None
 
 
-def eval_control_bars(
-    metrics: dict,
-    steps: int,
-    temperature: float,
-    guidance: float = 0.0,
-    context_mask: float = 0.0,
-    min_p: float = 0.0,
-) -> dict | None:
+def eval_control_bars(metrics: dict, sampling: SamplingConfig) -> dict | None:
     """The control bars `opengenie eval` measured at these sampling settings, if it did."""
     control = metrics.get("control") or {}
-    same = (steps, temperature, guidance, context_mask, min_p)
-    if _same_sampling(control.get("settings") or {}, *same):
+    if _same_sampling(control.get("settings") or {}, sampling):
         return control.get("bars")
     for entry in control.get("extra") or []:
-        if _same_sampling(entry, *same):
+        if _same_sampling(entry, sampling):
             return entry.get("bars")
     return None
 
 
 def quality_speed_table(
-    metrics: dict,
-    fps: dict[int, dict],
-    temperature: float,
-    guidance: float = 0.0,
-    context_mask: float = 0.0,
-    min_p: float = 0.0,
+    metrics: dict, fps: dict[int, dict], sampling: SamplingConfig
 ) -> list[dict]:
-    """One row per MaskGIT steps: frames/s beside eval's figures at the same steps."""
+    """One row per MaskGIT steps: frames/s beside eval's figures at the same steps (and
+    otherwise `sampling`'s settings)."""
     rows = []
     for steps, speed in sorted(fps.items()):
-        delta = eval_delta_psnr(metrics, steps, temperature, guidance, context_mask, min_p)
+        at_steps = dataclasses.replace(sampling, steps=steps)
+        delta = eval_delta_psnr(metrics, at_steps)
         rows.append(
             {
                 "steps": steps,
@@ -213,9 +192,7 @@ def quality_speed_table(
                 "ms_per_frame_median": speed["ms_per_frame_median"],
                 "delta_t_psnr": delta,
                 "frame_psnr": None if delta is None else delta.get("frame_psnr"),
-                "control_bars": eval_control_bars(
-                    metrics, steps, temperature, guidance, context_mask, min_p
-                ),
+                "control_bars": eval_control_bars(metrics, at_steps),
             }
         )
     return rows
@@ -363,8 +340,8 @@ def run_play_bench(args: argparse.Namespace) -> int:
     fp32.sampling.guidance = guidance  # every session and the recompute path sample so
     if guidance:
         fp32.guidance_reference()  # a one-line error for a world with no still action
-    context_mask = fp32.sampling.context_mask  # the world's, as play uses it
-    min_p = fp32.sampling.min_p  # likewise
+    # Play's sampling: the world's settings (context mask, min-p...) at these steps and guidance.
+    played = dataclasses.replace(fp32.sampling, steps=args.steps, guidance=guidance)
     # Play's default precision as play resolves it here (bf16 only where it is faster).
     play_dtype = "bfloat16" if resolve_precision("auto") == "bf16" else "float32"
     worlds = {"float32": fp32}
@@ -384,7 +361,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
     }
     times, recompute_times = _round_robin(sessions, recompute, actions, fp32.config.frames, args)
 
-    cfg, sampling = fp32.config, fp32.sampling
+    cfg = fp32.config
     report: dict = {
         "bench": "play",
         "world": source,
@@ -399,24 +376,17 @@ def run_play_bench(args: argparse.Namespace) -> int:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "what": "end-to-end frames/s of PlaySession.step (MaskGIT sampling + cache commit + "
-        f"decode) with a full cache; temperature {sampling.temperature}, {sampling.mode} sampling",
+        f"decode) with a full cache; temperature {played.temperature}, {played.mode} sampling",
         "play_defaults": {
-            "steps": args.steps,
-            "temperature": sampling.temperature,
-            "mode": sampling.mode,
-            "guidance": guidance,
-            "context_mask": context_mask,
-            "min_p": min_p,
+            **dataclasses.asdict(played),
             "dynamics_dtype": play_dtype,
             "threads": args.threads,
         },
         # Quality is measured by `opengenie eval` on a trained world (none for random weights).
         "eval_metrics": metrics_source,
-        "delta_psnr_at_play_defaults": eval_delta_psnr(
-            metrics, args.steps, sampling.temperature, guidance, context_mask, min_p
-        ),
+        "delta_psnr_at_play_defaults": eval_delta_psnr(metrics, played),
         "delta_psnr_at_paper_steps": eval_delta_psnr(
-            metrics, PAPER_STEPS, sampling.temperature, guidance, context_mask, min_p
+            metrics, dataclasses.replace(played, steps=PAPER_STEPS)
         ),
         "settings": {
             name: {"steps": steps, "guidance": weight, "dynamics_dtype": precision}
@@ -426,9 +396,7 @@ def run_play_bench(args: argparse.Namespace) -> int:
         "cache_speedup": _speedups(settings, times, recompute_times),
     }
     sweep_fps = {steps: report["settings"][name] for steps, name in sweep_names.items()}
-    report["quality_speed"] = quality_speed_table(
-        metrics, sweep_fps, sampling.temperature, guidance, context_mask, min_p
-    )
+    report["quality_speed"] = quality_speed_table(metrics, sweep_fps, played)
     report["summary"] = _summary_figures(report, sweep_fps, guidance)
     out = Path(args.out)
     atomic_write_json(out, report)
