@@ -112,8 +112,8 @@ class DynamicsConfig:
     # errors included; clean training inputs never show it a wrong token (0: off).
     context_noise: float = 0.0
     # Draw those codes among each true code's k nearest in the tokenizer's codebook instead of
-    # from all of them (0): the world's own wrong tokens are mostly near the right code (half
-    # within its 4 nearest of 1,024, docs/TRAINING.md), which uniform noise never shows it.
+    # from all of them (0): the world's own wrong tokens are often near the right code (v0.6.1
+    # standing still: 40% within its 4 nearest of 1,024; docs/TRAINING.md, lineage 12).
     context_noise_neighbours: int = 0
     # Weight in the loss of a target token that differs from the same place in the frame
     # before, against 1 for one that does not. Most of a frame stays put; the keys' effect is
