@@ -53,28 +53,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=1.0,
         help="sampling temperature (1.0)",
     )
-    p.add_argument(
-        "--guidance",
-        type=GUIDANCE.arg("--guidance"),
-        default=0.0,
-        help="action guidance in every rollout: logits(a) + w (logits(a) - logits(standing "
-        "still)); 0, the protocol's, unless you measure a world played with it (0)",
-    )
-    p.add_argument(
-        "--context-mask",
-        type=CONTEXT_MASK.arg("--context-mask"),
-        default=0.0,
-        help="share of each earlier frame's tokens hidden from the dynamics model in every "
-        "rollout, as its training hides them (the first frame stays whole); 0, the protocol's, "
-        "unless you measure a world played with it (0)",
-    )
-    p.add_argument(
-        "--min-p",
-        type=MIN_P.arg("--min-p"),
-        default=0.0,
-        help="min-p sampling in every rollout: drop each token's codes less likely than this "
-        "share of its likeliest; 0, the protocol's, unless you measure a world played with it (0)",
-    )
+    # Sampler settings beyond the paper's, which play may use: off (0) in the protocol.
+    for flag, option, what in (
+        (
+            "--guidance",
+            GUIDANCE,
+            "action guidance in every rollout: logits(a) + w (logits(a) - logits(standing still))",
+        ),
+        (
+            "--context-mask",
+            CONTEXT_MASK,
+            "share of each earlier frame's tokens hidden from the dynamics model in every "
+            "rollout, as its training hides them (the first frame stays whole)",
+        ),
+        (
+            "--min-p",
+            MIN_P,
+            "min-p sampling in every rollout: drop each token's codes less likely than this "
+            "share of its likeliest",
+        ),
+    ):
+        p.add_argument(
+            flag,
+            type=option.arg(flag),
+            default=0.0,
+            help=f"{what}; 0, the protocol's, unless you measure a world played with it (0)",
+        )
     p.add_argument(
         "--t", type=at_least(1).arg("--t"), default=4, help="frame ΔtPSNR scores (protocol: 4)"
     )
